@@ -1,0 +1,321 @@
+//! Decode: bytes → pixels, after the header has been checked against the limits.
+//!
+//! JPEG goes through libjpeg-turbo with DCT-domain scaling (shrink-on-load), WebP through libwebp
+//! with its in-decoder rescaler; PNG, GIF, TIFF and BMP through the `image` crate's decoders. The
+//! header is always read first and the pixel and memory limits are checked before any pixel
+//! buffer is allocated (the `image` crate's `into_decoder()` path skips its own allocation check,
+//! so we never rely on it).
+
+use std::io::Cursor;
+
+use image::{ColorType, ImageDecoder, ImageError};
+
+use crate::bitmap::{Bitmap, Channels};
+use crate::codec::{jpeg_markers, libjpeg, libwebp};
+use crate::pipeline::exif::Orientation;
+use crate::pipeline::sniff::Format;
+use crate::reject::Rejection;
+
+/// What the header says, before any pixels are decoded.
+pub struct Probe<'a> {
+    pub format: Format,
+    pub width: u32,
+    pub height: u32,
+    pub orientation: Orientation,
+    pub icc: Option<Vec<u8>>,
+    /// A short description of the encoding, e.g. "progressive 4:2:0".
+    pub detail: String,
+    source: Source<'a>,
+}
+
+enum Source<'a> {
+    Jpeg { data: &'a [u8], header: jpeg_markers::JpegHeader },
+    Webp { data: &'a [u8], header: libwebp::WebpHeader },
+    Image(Box<dyn ImageDecoder + 'a>),
+}
+
+/// Pixels as decoded, before colour management.
+pub enum Pixels {
+    Bitmap(Bitmap),
+    /// CMYK from a JPEG; `inverted` when an Adobe APP14 marker says 255 means no ink.
+    Cmyk { width: u32, height: u32, data: Vec<u8>, inverted: bool },
+}
+
+impl Pixels {
+    pub fn dimensions(&self) -> (u32, u32) {
+        match self {
+            Pixels::Bitmap(b) => (b.width, b.height),
+            Pixels::Cmyk { width, height, .. } => (*width, *height),
+        }
+    }
+}
+
+fn image_error(format: Format, e: ImageError) -> Rejection {
+    let name = format.as_str().to_uppercase();
+    match e {
+        ImageError::Limits(l) => Rejection::too_large(format!("{name}: {l}")),
+        ImageError::Unsupported(u) => Rejection::unsupported(format!("{name}: {u}")),
+        ImageError::IoError(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => {
+            Rejection::truncated(format!("{name} data ends before the image does"))
+        }
+        ImageError::IoError(io) => Rejection::corrupt(format!("{name}: {io}")),
+        other => {
+            let msg = other.to_string();
+            if msg.contains("end of") || msg.contains("EOF") || msg.contains("eof") || msg.contains("truncated") {
+                Rejection::truncated(format!("{name} data ends before the image does ({msg})"))
+            } else {
+                Rejection::corrupt(format!("{name}: {msg}"))
+            }
+        }
+    }
+}
+
+/// Reads the header of `data` in `format`. Allocates nothing proportional to the image size.
+pub fn probe(format: Format, data: &[u8], memory_budget: u64) -> Result<Probe<'_>, Rejection> {
+    match format {
+        Format::Jpeg => {
+            let header = jpeg_markers::read_header(data)?;
+            let detail = format!(
+                "{} {}",
+                if header.progressive { "progressive" } else { "baseline" },
+                match header.components {
+                    1 => "grayscale".to_string(),
+                    4 => "CMYK".to_string(),
+                    _ => chroma_name(&header.sampling),
+                }
+            );
+            Ok(Probe {
+                format,
+                width: header.width,
+                height: header.height,
+                orientation: header.orientation,
+                icc: header.icc.clone(),
+                detail,
+                source: Source::Jpeg { data, header },
+            })
+        }
+        Format::Webp => {
+            let header = libwebp::read_header(data)?;
+            let detail = format!(
+                "{}{}",
+                if header.animated { "animated" } else { "still" },
+                if header.has_alpha { " with alpha" } else { "" }
+            );
+            Ok(Probe {
+                format,
+                width: header.width,
+                height: header.height,
+                orientation: header.orientation,
+                icc: header.icc.clone(),
+                detail,
+                source: Source::Webp { data, header },
+            })
+        }
+        Format::Png | Format::Gif | Format::Tiff | Format::Bmp => {
+            let cursor = Cursor::new(data);
+            let err = |e| image_error(format, e);
+            let mut decoder: Box<dyn ImageDecoder> = match format {
+                Format::Png => Box::new(image::codecs::png::PngDecoder::new(cursor).map_err(err)?),
+                Format::Gif => Box::new(image::codecs::gif::GifDecoder::new(cursor).map_err(err)?),
+                Format::Tiff => Box::new(image::codecs::tiff::TiffDecoder::new(cursor).map_err(err)?),
+                _ => Box::new(image::codecs::bmp::BmpDecoder::new(cursor).map_err(err)?),
+            };
+            let mut limits = image::Limits::default();
+            limits.max_alloc = Some(memory_budget);
+            decoder.set_limits(limits).map_err(err)?;
+            let (width, height) = decoder.dimensions();
+            let icc = decoder.icc_profile().ok().flatten();
+            let orientation = decoder
+                .orientation()
+                .ok()
+                .and_then(|o| Orientation::from_exif(u16::from(o.to_exif())))
+                .unwrap_or(Orientation::NORMAL);
+            let detail = format!("{:?}", decoder.original_color_type());
+            Ok(Probe {
+                format,
+                width,
+                height,
+                orientation,
+                icc,
+                detail,
+                source: Source::Image(decoder),
+            })
+        }
+    }
+}
+
+fn chroma_name(sampling: &[(u8, u8)]) -> String {
+    match sampling {
+        [(2, 2), (1, 1), (1, 1)] => "4:2:0".into(),
+        [(2, 1), (1, 1), (1, 1)] => "4:2:2".into(),
+        [(1, 1), (1, 1), (1, 1)] => "4:4:4".into(),
+        [(1, 2), (1, 1), (1, 1)] => "4:4:0".into(),
+        other => format!("sampling {other:?}"),
+    }
+}
+
+impl Probe<'_> {
+    /// Whether the source may carry transparency (a hint; the decoded pixels decide).
+    pub fn may_have_alpha(&self) -> bool {
+        match &self.source {
+            Source::Jpeg { .. } => false,
+            Source::Webp { header, .. } => header.has_alpha || header.animated,
+            Source::Image(d) => d.color_type().has_alpha(),
+        }
+    }
+
+    /// Decodes at a size of at least `min_scale` of the stored size (JPEG and WebP decode
+    /// smaller when allowed; other formats always decode at full size). Returns the pixels.
+    pub fn decode(self, min_scale: f64, memory_budget: u64) -> Result<Pixels, Rejection> {
+        let format = self.format;
+        match self.source {
+            Source::Jpeg { data, header } => {
+                let n = jpeg_scale_eighths(min_scale);
+                let d = libjpeg::decode(data, n, memory_budget)?;
+                Ok(match d.pixels {
+                    libjpeg::JpegPixels::Rgb => Pixels::Bitmap(
+                        Bitmap::from_raw(d.width, d.height, Channels::Rgb, d.data)
+                            .ok_or_else(|| Rejection::corrupt("JPEG decoder returned a short buffer"))?,
+                    ),
+                    libjpeg::JpegPixels::Cmyk => Pixels::Cmyk {
+                        width: d.width,
+                        height: d.height,
+                        data: d.data,
+                        inverted: header.adobe_transform.is_some(),
+                    },
+                })
+            }
+            Source::Webp { data, header } => {
+                if header.animated {
+                    let (w, h, px) = libwebp::decode_first_frame(data)?;
+                    return Bitmap::from_raw(w, h, Channels::Rgba, px)
+                        .map(Pixels::Bitmap)
+                        .ok_or_else(|| Rejection::corrupt("WebP frame has the wrong size"));
+                }
+                let k = webp_shrink(min_scale);
+                let (w, h) = (header.width.div_ceil(k), header.height.div_ceil(k));
+                let channels = if header.has_alpha { Channels::Rgba } else { Channels::Rgb };
+                let bytes = u64::from(w) * u64::from(h) * channels.count() as u64;
+                if bytes > memory_budget {
+                    return Err(Rejection::too_large(format!(
+                        "WebP decoded at {w}x{h} needs {bytes} bytes, over the budget of {memory_budget}"
+                    )));
+                }
+                let px = libwebp::decode_still(data, header.has_alpha, w, h)?;
+                Bitmap::from_raw(w, h, channels, px)
+                    .map(Pixels::Bitmap)
+                    .ok_or_else(|| Rejection::corrupt("WebP decoder returned a short buffer"))
+            }
+            Source::Image(decoder) => decode_with_image(format, decoder, memory_budget).map(Pixels::Bitmap),
+        }
+    }
+}
+
+/// The smallest N/8 JPEG scale that keeps at least `min_scale` of the stored size.
+pub fn jpeg_scale_eighths(min_scale: f64) -> u8 {
+    (1..=8u8).find(|&n| f64::from(n) / 8.0 >= min_scale - 1e-9).unwrap_or(8)
+}
+
+/// The largest integer WebP shrink factor that keeps at least `min_scale` (libvips does the same).
+pub fn webp_shrink(min_scale: f64) -> u32 {
+    if min_scale <= 0.0 {
+        return 8;
+    }
+    ((1.0 / min_scale).floor() as u32).clamp(1, 8)
+}
+
+fn decode_with_image(format: Format, decoder: Box<dyn ImageDecoder + '_>, budget: u64) -> Result<Bitmap, Rejection> {
+    let (w, h) = decoder.dimensions();
+    let color = decoder.color_type();
+    let total = decoder.total_bytes();
+    if total > budget {
+        return Err(Rejection::too_large(format!(
+            "{} {w}x{h} needs {total} bytes to decode, over the budget of {budget}",
+            format.as_str().to_uppercase()
+        )));
+    }
+    let mut buf = vec![0u8; total as usize];
+    decoder.read_image_boxed(&mut buf).map_err(|e| image_error(format, e))?;
+    let short = || Rejection::corrupt("decoder returned a short buffer");
+    let px = w as usize * h as usize;
+    let bitmap = match color {
+        ColorType::Rgb8 => Bitmap::from_raw(w, h, Channels::Rgb, buf),
+        ColorType::Rgba8 => Bitmap::from_raw(w, h, Channels::Rgba, buf),
+        ColorType::L8 => Bitmap::from_raw(w, h, Channels::Rgb, buf.iter().flat_map(|&v| [v, v, v]).collect()),
+        ColorType::La8 => Bitmap::from_raw(
+            w,
+            h,
+            Channels::Rgba,
+            buf.chunks_exact(2).flat_map(|p| [p[0], p[0], p[0], p[1]]).collect(),
+        ),
+        ColorType::L16 | ColorType::La16 | ColorType::Rgb16 | ColorType::Rgba16 => {
+            let n = color.channel_count() as usize;
+            let v16: Vec<u8> = buf
+                .chunks_exact(2)
+                .map(|b| reduce16(u16::from_ne_bytes([b[0], b[1]])))
+                .collect();
+            let (channels, data) = match n {
+                1 => (Channels::Rgb, v16.iter().flat_map(|&v| [v, v, v]).collect()),
+                2 => (Channels::Rgba, v16.chunks_exact(2).flat_map(|p| [p[0], p[0], p[0], p[1]]).collect()),
+                3 => (Channels::Rgb, v16),
+                _ => (Channels::Rgba, v16),
+            };
+            Bitmap::from_raw(w, h, channels, data)
+        }
+        ColorType::Rgb32F | ColorType::Rgba32F => {
+            let n = color.channel_count() as usize;
+            let v: Vec<u8> = buf
+                .chunks_exact(4)
+                .map(|b| {
+                    let f = f32::from_ne_bytes([b[0], b[1], b[2], b[3]]);
+                    (f.clamp(0.0, 1.0) * 255.0 + 0.5) as u8
+                })
+                .collect();
+            Bitmap::from_raw(w, h, if n == 3 { Channels::Rgb } else { Channels::Rgba }, v)
+        }
+        other => {
+            return Err(Rejection::unsupported(format!(
+                "{} with colour type {other:?}",
+                format.as_str().to_uppercase()
+            )));
+        }
+    };
+    let _ = px;
+    bitmap.ok_or_else(short)
+}
+
+/// 16 → 8 bits with rounding (not truncation).
+pub fn reduce16(v: u16) -> u8 {
+    ((u32::from(v) * 255 + 32767) / 65535) as u8
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jpeg_scale_is_the_smallest_sufficient_eighth() {
+        assert_eq!(jpeg_scale_eighths(1.0), 8);
+        assert_eq!(jpeg_scale_eighths(0.5), 4);
+        assert_eq!(jpeg_scale_eighths(0.26667), 3);
+        assert_eq!(jpeg_scale_eighths(0.01), 1);
+        assert_eq!(jpeg_scale_eighths(0.125), 1);
+    }
+
+    #[test]
+    fn webp_shrink_keeps_enough_pixels() {
+        assert_eq!(webp_shrink(1.0), 1);
+        assert_eq!(webp_shrink(0.49), 2);
+        assert_eq!(webp_shrink(0.26), 3);
+        assert_eq!(webp_shrink(0.001), 8);
+    }
+
+    #[test]
+    fn sixteen_bit_reduction_rounds() {
+        assert_eq!(reduce16(0), 0);
+        assert_eq!(reduce16(65535), 255);
+        assert_eq!(reduce16(257 * 100), 100);
+        assert_eq!(reduce16(257 * 100 + 128), 100);
+        assert_eq!(reduce16(257 * 100 + 129), 101);
+    }
+}

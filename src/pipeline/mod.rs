@@ -1,0 +1,289 @@
+//! The rendition pipeline: bytes in → renditions out, or a typed [`Rejection`].
+//!
+//! ```text
+//! sniff → probe header (limits) → decode (shrink-on-load) → colour → resize (cascade)
+//!       → orient → watermark → encode
+//! ```
+//! Pure and synchronous: no I/O, no AWS types. Build a [`Pipeline`] once from a
+//! [`PipelineConfig`] (this decodes the watermark and prepares caches) and call
+//! [`Pipeline::render`] per image, from as many threads as you like.
+
+pub mod colour;
+pub mod decode;
+pub mod encode;
+pub mod exif;
+pub mod geometry;
+pub mod orient;
+pub mod resize;
+pub mod sniff;
+pub mod watermark;
+
+use std::time::{Duration, Instant};
+
+use crate::bitmap::{Bitmap, Channels};
+use crate::config::{ConfigError, Encoding, Fit, OutputFormat, PipelineConfig};
+use crate::reject::Rejection;
+use geometry::{Crop, Target};
+pub use sniff::Format;
+
+/// Wall time spent in each stage for one image.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct StageTimings {
+    pub decode: Duration,
+    pub colour: Duration,
+    pub resize: Duration,
+    pub orient: Duration,
+    pub watermark: Duration,
+    pub encode: Duration,
+}
+
+impl StageTimings {
+    pub fn total(&self) -> Duration {
+        self.decode + self.colour + self.resize + self.orient + self.watermark + self.encode
+    }
+
+    /// (stage name, milliseconds) pairs in pipeline order.
+    pub fn as_millis(&self) -> [(&'static str, f64); 6] {
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        [
+            ("decode", ms(self.decode)),
+            ("colour", ms(self.colour)),
+            ("resize", ms(self.resize)),
+            ("orient", ms(self.orient)),
+            ("watermark", ms(self.watermark)),
+            ("encode", ms(self.encode)),
+        ]
+    }
+}
+
+/// One encoded output.
+#[derive(Debug, Clone)]
+pub struct Rendition {
+    /// The rendition's configured name (`large`, `thumb`, …).
+    pub name: String,
+    pub width: u32,
+    pub height: u32,
+    pub encoding: Encoding,
+    pub bytes: Vec<u8>,
+    pub watermarked: bool,
+    /// Time spent resizing this rendition (its share of [`StageTimings::resize`]).
+    pub resize_time: Duration,
+    pub encode_time: Duration,
+}
+
+/// Everything [`Pipeline::render`] produced for one input.
+#[derive(Debug, Clone)]
+pub struct RenderOutput {
+    pub format: Format,
+    /// Stored (pre-orientation) dimensions from the header.
+    pub width: u32,
+    pub height: u32,
+    /// EXIF orientation applied (1–8).
+    pub orientation: u8,
+    /// What the header says about the encoding, e.g. "progressive 4:2:0".
+    pub detail: String,
+    /// Size actually decoded (smaller than the stored size after shrink-on-load).
+    pub decoded_width: u32,
+    pub decoded_height: u32,
+    pub icc_converted: bool,
+    pub has_alpha: bool,
+    pub renditions: Vec<Rendition>,
+    pub timings: StageTimings,
+    /// Non-fatal observations (e.g. an unusable ICC profile was ignored).
+    pub notes: Vec<String>,
+}
+
+/// A configured, reusable pipeline. `Send + Sync`.
+pub struct Pipeline {
+    config: PipelineConfig,
+    watermark: Option<watermark::Watermark>,
+    transforms: colour::TransformCache,
+}
+
+impl Pipeline {
+    /// Validates the configuration and prepares the watermark.
+    pub fn new(config: PipelineConfig) -> Result<Pipeline, ConfigError> {
+        if config.renditions.is_empty() {
+            return Err(ConfigError::new("RENDITIONS", "no renditions configured"));
+        }
+        if !(1..=100).contains(&config.jpeg.quality) {
+            return Err(ConfigError::new("JPEG_QUALITY", "must be 1..=100"));
+        }
+        if config.format == OutputFormat::Avif && !cfg!(feature = "avif") {
+            return Err(ConfigError::new("OUTPUT_FORMAT", "avif output needs the `avif` cargo feature"));
+        }
+        let watermark = watermark::Watermark::new(&config.watermark)?;
+        Ok(Pipeline {
+            config,
+            watermark,
+            transforms: colour::TransformCache::default(),
+        })
+    }
+
+    pub fn config(&self) -> &PipelineConfig {
+        &self.config
+    }
+
+    /// The encoding used for a source with or without real transparency.
+    pub fn encoding_for(&self, has_alpha: bool) -> Encoding {
+        match self.config.format {
+            OutputFormat::Auto if has_alpha => Encoding::Png,
+            OutputFormat::Auto | OutputFormat::Jpeg => Encoding::Jpeg,
+            OutputFormat::Png => Encoding::Png,
+            OutputFormat::Webp => Encoding::Webp,
+            OutputFormat::Avif => Encoding::Avif,
+        }
+    }
+
+    /// Renders one image.
+    pub fn render(&self, data: &[u8]) -> Result<RenderOutput, Rejection> {
+        let limits = &self.config.limits;
+        if data.is_empty() {
+            return Err(Rejection::new(crate::RejectKind::Empty, "the object is empty (0 bytes)"));
+        }
+        if data.len() as u64 > limits.max_input_bytes {
+            return Err(Rejection::too_large(format!(
+                "{} bytes is over the input limit of {} bytes",
+                data.len(),
+                limits.max_input_bytes
+            )));
+        }
+        let mut timings = StageTimings::default();
+        let mut notes = Vec::new();
+
+        let t = Instant::now();
+        let format = sniff::sniff(data)?;
+        let probe = decode::probe(format, data, limits.max_working_bytes)?;
+        let (width, height) = (probe.width, probe.height);
+        if width == 0 || height == 0 {
+            return Err(Rejection::corrupt(format!("the image declares {width}x{height} pixels")));
+        }
+        let pixels = u64::from(width) * u64::from(height);
+        if pixels > limits.max_input_pixels {
+            return Err(Rejection::too_large(format!(
+                "{} declares {width}x{height} = {:.1} megapixels, over the limit of {:.1}",
+                format.as_str().to_uppercase(),
+                pixels as f64 / 1e6,
+                limits.max_input_pixels as f64 / 1e6
+            )));
+        }
+        let orientation = probe.orientation;
+        let targets: Vec<Target> = self
+            .config
+            .renditions
+            .iter()
+            .map(|spec| geometry::target(width, height, orientation, spec))
+            .collect();
+        let min_scale = if self.config.shrink_on_load {
+            targets.iter().map(Target::scale).fold(0.0, f64::max)
+        } else {
+            1.0
+        };
+        let detail = probe.detail.clone();
+        let icc = probe.icc.clone();
+        let decoded = probe.decode(min_scale, limits.max_working_bytes)?;
+        timings.decode = t.elapsed();
+
+        let t = Instant::now();
+        let converted = colour::to_srgb(decoded, icc.as_deref(), &self.transforms);
+        notes.extend(converted.note);
+        let mut source = converted.bitmap;
+        let has_alpha = source.has_transparency();
+        let encoding = self.encoding_for(has_alpha);
+        if source.channels == Channels::Rgba && (!has_alpha || encoding == Encoding::Jpeg) {
+            // Opaque RGBA is resized as RGB (cheaper); JPEG output is flattened once here, which
+            // equals flattening each rendition because the resize filter is linear.
+            source = if has_alpha { source.flatten(self.config.background) } else { source.into_rgb() };
+        }
+        timings.colour = t.elapsed();
+
+        let resized = self.resize_all(&source, width, height, &targets)?;
+        let (decoded_width, decoded_height) = (source.width, source.height);
+        drop(source);
+
+        let mut renditions = Vec::with_capacity(targets.len());
+        for (spec, (bitmap, resize_time)) in self.config.renditions.iter().zip(resized) {
+            timings.resize += resize_time;
+            let t = Instant::now();
+            let mut bitmap = orient::apply(bitmap, orientation);
+            timings.orient += t.elapsed();
+
+            let t = Instant::now();
+            let watermarked = self.watermark.as_ref().is_some_and(|w| w.stamp(&mut bitmap));
+            timings.watermark += t.elapsed();
+
+            let t = Instant::now();
+            let bytes = encode::encode(&bitmap, encoding, &self.config)
+                .map_err(|e| Rejection::too_large(format!("rendition {}: {e}", spec.name)))?;
+            let encode_time = t.elapsed();
+            timings.encode += encode_time;
+            renditions.push(Rendition {
+                name: spec.name.clone(),
+                width: bitmap.width,
+                height: bitmap.height,
+                encoding,
+                bytes,
+                watermarked,
+                resize_time,
+                encode_time,
+            });
+        }
+        Ok(RenderOutput {
+            format,
+            width,
+            height,
+            orientation: orientation.value(),
+            detail,
+            decoded_width,
+            decoded_height,
+            icc_converted: converted.converted,
+            has_alpha,
+            renditions,
+            timings,
+            notes,
+        })
+    }
+
+    /// Resizes every target, largest first, each from the smallest already-made rendition that
+    /// still leaves at least `cascade_min_ratio` of reduction (else from the decoded source).
+    /// Returns bitmaps in target order.
+    fn resize_all(
+        &self,
+        source: &Bitmap,
+        full_w: u32,
+        full_h: u32,
+        targets: &[Target],
+    ) -> Result<Vec<(Bitmap, Duration)>, Rejection> {
+        let mut order: Vec<usize> = (0..targets.len()).collect();
+        order.sort_by_key(|&i| std::cmp::Reverse(u64::from(targets[i].width) * u64::from(targets[i].height)));
+        let mut made: Vec<Option<(Bitmap, Duration)>> = vec![None; targets.len()];
+        for &i in &order {
+            let t = &targets[i];
+            let start = Instant::now();
+            // Candidate sources: fit-inside renditions already made (they show the full frame).
+            let from = self.config.cascade_min_ratio.and_then(|ratio| {
+                order
+                    .iter()
+                    .filter(|&&j| self.config.renditions[j].fit == Fit::Inside)
+                    .filter_map(|&j| made[j].as_ref().map(|(b, _)| b))
+                    .filter(|b| f64::from(b.width) / f64::from(full_w) >= t.scale() * f64::from(ratio))
+                    .min_by_key(|b| b.pixels())
+            });
+            let src = from.unwrap_or(source);
+            let (sx, sy) = (
+                f64::from(src.width) / f64::from(full_w),
+                f64::from(src.height) / f64::from(full_h),
+            );
+            let crop = Crop {
+                x: t.crop.x * sx,
+                y: t.crop.y * sy,
+                width: (t.crop.width * sx).min(f64::from(src.width)),
+                height: (t.crop.height * sy).min(f64::from(src.height)),
+            };
+            let out = resize::resize(src, crop, t.width, t.height)
+                .map_err(|e| Rejection::corrupt(format!("resize to {}x{} failed: {e}", t.width, t.height)))?;
+            made[i] = Some((out, start.elapsed()));
+        }
+        Ok(made.into_iter().flatten().collect())
+    }
+}

@@ -1,0 +1,471 @@
+"""Static checks for the SAM deployment (template.yaml, and template-sqs.yaml if present).
+
+Run:  python3 -m pytest tests/template_test.py -q
+
+The templates are parsed with cfn-lint's CloudFormation-aware YAML loader when it
+is importable (PyYAML with constructors for the short-form tags otherwise), so
+`!Ref X` arrives as {"Ref": "X"}, `!GetAtt A.B` as {"Fn::GetAtt": ["A", "B"]}, etc.
+
+RENDITIONS_TEMPLATES (os.pathsep-separated paths) overrides which templates are
+checked, e.g. to point the suite at a deliberately broken copy.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+HAVE_CFNLINT = importlib.util.find_spec("cfnlint") is not None
+
+
+def _template_paths() -> list[Path]:
+    override = os.environ.get("RENDITIONS_TEMPLATES")
+    if override:
+        return [Path(p) for p in override.split(os.pathsep) if p]
+    paths = [ROOT / "template.yaml"]
+    if (ROOT / "template-sqs.yaml").exists():
+        paths.append(ROOT / "template-sqs.yaml")
+    return paths
+
+
+TEMPLATE_PATHS = _template_paths()
+
+# --------------------------------------------------------------------------- loading
+
+
+def _load_with_pyyaml(path: Path) -> dict:
+    import yaml
+
+    class CfnLoader(yaml.SafeLoader):
+        pass
+
+    def construct(tag: str):
+        name = "Ref" if tag == "Ref" else f"Fn::{tag}"
+
+        def ctor(loader, node):
+            if isinstance(node, yaml.ScalarNode):
+                value = loader.construct_scalar(node)
+                if tag == "GetAtt":
+                    value = value.split(".", 1)
+            elif isinstance(node, yaml.SequenceNode):
+                value = loader.construct_sequence(node, deep=True)
+            else:
+                value = loader.construct_mapping(node, deep=True)
+            if tag == "Condition":
+                return {"Condition": value}
+            return {name: value}
+
+        return ctor
+
+    for tag in ("Ref", "Sub", "GetAtt", "If", "Equals", "Not", "And", "Or", "Condition",
+                "Join", "Select", "Split", "FindInMap", "ImportValue", "Base64", "Cidr",
+                "GetAZs", "Transform", "Length", "ToJsonString"):
+        CfnLoader.add_constructor(f"!{tag}", construct(tag))
+    return yaml.load(path.read_text(), Loader=CfnLoader)  # noqa: S506 (SafeLoader subclass)
+
+
+def load_template(path: Path) -> dict:
+    if HAVE_CFNLINT:
+        from cfnlint.decode import cfn_yaml
+
+        # Round-trip through JSON to get plain dicts/lists (and deep copies).
+        return json.loads(json.dumps(cfn_yaml.load(str(path))))
+    return _load_with_pyyaml(path)
+
+
+@pytest.fixture(params=TEMPLATE_PATHS, ids=lambda p: p.name)
+def tpl_path(request) -> Path:
+    return request.param
+
+
+@pytest.fixture
+def tpl(tpl_path) -> dict:
+    return load_template(tpl_path)
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def resources(t: dict, rtype: str) -> dict[str, dict]:
+    return {k: v for k, v in t["Resources"].items() if v.get("Type") == rtype}
+
+
+def the_function(t: dict) -> tuple[str, dict]:
+    fns = resources(t, "AWS::Serverless::Function")
+    assert len(fns) == 1, f"expected exactly one AWS::Serverless::Function, found {sorted(fns)}"
+    return next(iter(fns.items()))
+
+
+def function_props(t: dict) -> dict:
+    """The function's Properties with Globals.Function merged underneath (function wins)."""
+    _, fn = the_function(t)
+    merged = copy.deepcopy(t.get("Globals", {}).get("Function", {}))
+    merged.update(fn.get("Properties", {}))
+    return merged
+
+
+def param_default(t: dict, name: str):
+    assert name in t.get("Parameters", {}), f"missing parameter {name}"
+    return t["Parameters"][name].get("Default")
+
+
+def resolve_defaults(t: dict, value):
+    """Resolve {"Ref": <parameter>} to the parameter default (recursively)."""
+    if isinstance(value, dict) and set(value) == {"Ref"} and value["Ref"] in t.get("Parameters", {}):
+        return param_default(t, value["Ref"])
+    if isinstance(value, list):
+        return [resolve_defaults(t, v) for v in value]
+    return value
+
+
+def walk(node, path=()):
+    yield path, node
+    if isinstance(node, dict):
+        for k, v in node.items():
+            yield from walk(v, path + (k,))
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            yield from walk(v, path + (i,))
+
+
+def policy_statements(node):
+    """Every IAM-style statement (a mapping with Effect + Action/NotAction) under node."""
+    for path, value in walk(node):
+        if isinstance(value, dict) and "Effect" in value and ("Action" in value or "NotAction" in value):
+            yield path, value
+
+
+def as_list(v):
+    return v if isinstance(v, list) else [v]
+
+
+def references(node) -> set[str]:
+    """Logical IDs referenced via Ref, GetAtt or ${...} in Sub strings anywhere under node."""
+    refs: set[str] = set()
+    for _, v in walk(node):
+        if isinstance(v, dict):
+            if isinstance(v.get("Ref"), str):
+                refs.add(v["Ref"])
+            ga = v.get("Fn::GetAtt")
+            if isinstance(ga, list) and ga:
+                refs.add(ga[0])
+            elif isinstance(ga, str):
+                refs.add(ga.split(".", 1)[0])
+            sub = v.get("Fn::Sub")
+            s = sub[0] if isinstance(sub, list) and sub else sub
+            if isinstance(s, str):
+                refs.update(m.split(".", 1)[0] for m in re.findall(r"\$\{([^!}][^}]*)\}", s))
+    return refs
+
+
+def sam_translate(t: dict, monkeypatch) -> dict:
+    """Expand the SAM transform offline (samtranslator ships with cfn-lint)."""
+    from samtranslator.translator.transform import transform
+
+    class PolicyLoader:
+        def load(self):
+            return {
+                "AWSLambdaBasicExecutionRole": "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole",
+                "AWSXrayWriteOnlyAccess": "arn:aws:iam::aws:policy/AWSXrayWriteOnlyAccess",
+            }
+
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    t = copy.deepcopy(t)
+    for fn in resources(t, "AWS::Serverless::Function").values():
+        fn["Properties"]["CodeUri"] = "s3://bucket/key.zip"  # `.` is only valid before `sam build`
+    return transform(t, {}, PolicyLoader())
+
+
+# --------------------------------------------------------------------------- function
+
+
+def test_function_build_metadata(tpl):
+    name, fn = the_function(tpl)
+    meta = fn.get("Metadata", {})
+    assert meta.get("BuildMethod") == "rust-cargolambda", f"{name}: Metadata.BuildMethod must be rust-cargolambda"
+    assert meta.get("BuildProperties", {}).get("Binary") == "renditions-lambda", (
+        f"{name}: Metadata.BuildProperties.Binary must be renditions-lambda (the [[bin]] in Cargo.toml)"
+    )
+
+
+def test_function_runtime_handler_tracing(tpl):
+    p = function_props(tpl)
+    assert p.get("Runtime") == "provided.al2023", f"Runtime is {p.get('Runtime')!r}"
+    assert p.get("Handler") == "bootstrap", f"Handler is {p.get('Handler')!r}"
+    assert p.get("Tracing") == "Active", f"Tracing is {p.get('Tracing')!r}, expected Active"
+    assert p.get("CodeUri") == ".", "CodeUri must be the crate root for rust-cargolambda"
+
+
+def test_arm64_is_the_default_architecture(tpl):
+    param = tpl["Parameters"].get("Architecture")
+    assert param is not None, "missing Architecture parameter"
+    assert param.get("Default") == "arm64", f"Architecture default is {param.get('Default')!r}"
+    assert set(param.get("AllowedValues", [])) == {"arm64", "x86_64"}, param.get("AllowedValues")
+    archs = function_props(tpl).get("Architectures")
+    assert archs == [{"Ref": "Architecture"}], f"Architectures must be [!Ref Architecture], got {archs!r}"
+    assert resolve_defaults(tpl, archs) == ["arm64"]
+
+
+def test_memory_and_timeout(tpl):
+    p = function_props(tpl)
+    assert p.get("MemorySize") == {"Ref": "MemorySize"}
+    assert param_default(tpl, "MemorySize") == 1769, "1769 MB = one full vCPU"
+    assert p.get("Timeout") == 60, f"Timeout is {p.get('Timeout')!r}"
+
+
+def test_json_logging_to_managed_log_group(tpl):
+    p = function_props(tpl)
+    lc = p.get("LoggingConfig", {})
+    assert lc.get("LogFormat") == "JSON", f"LoggingConfig.LogFormat is {lc.get('LogFormat')!r}"
+    lg_ref = lc.get("LogGroup")
+    assert isinstance(lg_ref, dict) and "Ref" in lg_ref, "LoggingConfig.LogGroup must !Ref the log group resource"
+    lg = tpl["Resources"].get(lg_ref["Ref"])
+    assert lg and lg["Type"] == "AWS::Logs::LogGroup", f"{lg_ref['Ref']} is not an AWS::Logs::LogGroup"
+    assert lg["Properties"].get("RetentionInDays") == {"Ref": "LogRetentionDays"}
+    assert param_default(tpl, "LogRetentionDays") == 14
+    # The log group name must be built from the same string as FunctionName (no !Ref to the function: cycle).
+    fn_name = p.get("FunctionName", {}).get("Fn::Sub")
+    assert fn_name, "the function needs an explicit FunctionName (!Sub ...) so the log group can be named without a cycle"
+    assert lg["Properties"].get("LogGroupName") == {"Fn::Sub": f"/aws/lambda/{fn_name}"}, (
+        f"LogGroupName {lg['Properties'].get('LogGroupName')!r} != /aws/lambda/{fn_name}"
+    )
+
+
+REQUIRED_ENV = {
+    "DEST_BUCKET": None,
+    "RENDITIONS": {"Ref": "Renditions"},
+    "OUTPUT_FORMAT": {"Ref": "OutputFormat"},
+    "JPEG_QUALITY": {"Ref": "JpegQuality"},
+    "WATERMARK": "default",
+    "REJECTION_REPORTS": "true",
+    "METRICS_NAMESPACE": "Renditions",
+    "CACHE_CONTROL": "public, max-age=31536000, immutable",
+}
+
+
+def test_environment(tpl):
+    env = function_props(tpl).get("Environment", {}).get("Variables", {})
+    for key, expected in REQUIRED_ENV.items():
+        assert key in env, f"environment variable {key} missing"
+        if expected is not None:
+            assert env[key] == expected, f"{key} = {env[key]!r}, expected {expected!r}"
+    assert param_default(tpl, "Renditions") == "large:1600,medium:800,thumb:320"
+    assert param_default(tpl, "OutputFormat") == "auto"
+    assert set(tpl["Parameters"]["OutputFormat"]["AllowedValues"]) == {"auto", "jpeg", "png", "webp", "avif"}
+    assert param_default(tpl, "JpegQuality") == 82
+
+
+# --------------------------------------------------------------------------- IAM
+
+
+def _check_statements(where: str, node):
+    found = 0
+    for path, st in policy_statements(node):
+        found += 1
+        loc = f"{where}:{'/'.join(map(str, path))}"
+        assert "NotAction" not in st, f"{loc}: NotAction grants everything else"
+        actions = [a for a in as_list(st.get("Action")) if isinstance(a, str)]
+        for a in actions:
+            assert a != "*", f"{loc}: Action '*'"
+            assert not a.endswith(":*"), f"{loc}: wildcard action {a!r}"
+        s3_actions = [a for a in actions if a.lower().startswith("s3:")]
+        if s3_actions and st.get("Effect") == "Allow":
+            for a in s3_actions:
+                assert "*" not in a, f"{loc}: wildcard S3 action {a!r}"
+            assert "NotResource" not in st, f"{loc}: S3 statement with NotResource"
+            for r in as_list(st.get("Resource")):
+                assert r != "*", f"{loc}: S3 actions {s3_actions} on Resource '*'"
+                assert r not in ("arn:aws:s3:::*", "arn:aws:s3:::*/*"), f"{loc}: S3 actions on every bucket"
+    return found
+
+
+def test_no_wildcard_actions_or_s3_star_resources(tpl):
+    assert _check_statements("template", tpl) > 0, "no policy statements found at all"
+
+
+def test_no_wildcards_after_sam_expansion(tpl, monkeypatch):
+    """Policy templates (S3ReadPolicy, S3CrudPolicy, ...) only become statements after the transform."""
+    if not HAVE_CFNLINT:
+        pytest.skip("samtranslator (installed with cfn-lint) not importable")
+    out = sam_translate(tpl, monkeypatch)
+    _check_statements("translated", out)
+    roles = resources(out, "AWS::IAM::Role")
+    for name, role in roles.items():
+        managed = role["Properties"].get("ManagedPolicyArns", [])
+        extra = [m for m in managed if not str(m).endswith(("/AWSLambdaBasicExecutionRole", "/AWSXrayWriteOnlyAccess"))]
+        assert not extra, f"{name}: unexpected managed policies {extra}"
+
+
+def test_function_policies_are_least_privilege(tpl):
+    p = function_props(tpl)
+    policies = as_list(p.get("Policies", []))
+    buckets = set(resources(tpl, "AWS::S3::Bucket"))
+    s3_actions: set[str] = set()
+    for pol in policies:
+        assert not isinstance(pol, str), f"managed/named policy {pol!r} attached to the function"
+        # SAM policy templates: BucketName must not !Ref a bucket of this stack (E3004 cycle).
+        for tmpl_name, args in (pol.items() if isinstance(pol, dict) else []):
+            if tmpl_name.startswith("S3") and tmpl_name.endswith("Policy"):
+                bad = references(args) & buckets
+                assert not bad, f"{tmpl_name} references bucket resource(s) {bad}: dependency cycle (E3004)"
+                assert tmpl_name in {"S3ReadPolicy", "S3WritePolicy"}, f"{tmpl_name} is broader than read/write"
+        for _, st in policy_statements(pol):
+            acts = {a for a in as_list(st["Action"]) if isinstance(a, str) and a.startswith("s3:")}
+            if acts:
+                bad = references(st.get("Resource")) & buckets
+                assert not bad, f"S3 statement Resource references bucket resource(s) {bad}: cycle (E3004)"
+                assert all(str(r).endswith("/*") or "/*" in json.dumps(r) for r in as_list(st["Resource"])), (
+                    f"S3 statement must be limited to objects (bucket/*): {st['Resource']!r}"
+                )
+            s3_actions |= acts
+    if s3_actions:  # explicit statements
+        assert s3_actions == {"s3:GetObject", "s3:GetObjectVersion", "s3:PutObject"}, sorted(s3_actions)
+
+
+# --------------------------------------------------------------------------- failure handling
+
+
+def test_on_failure_destination(tpl):
+    eic = function_props(tpl).get("EventInvokeConfig")
+    assert eic, "EventInvokeConfig missing"
+    assert eic.get("MaximumRetryAttempts") == 2, f"MaximumRetryAttempts is {eic.get('MaximumRetryAttempts')!r}"
+    assert eic.get("MaximumEventAgeInSeconds") == 3600, f"MaximumEventAgeInSeconds is {eic.get('MaximumEventAgeInSeconds')!r}"
+    on_failure = eic.get("DestinationConfig", {}).get("OnFailure")
+    assert on_failure, "EventInvokeConfig.DestinationConfig.OnFailure missing"
+    assert on_failure.get("Type") == "SQS"
+    dest = on_failure.get("Destination", {}).get("Fn::GetAtt")
+    assert dest and dest[1] == "Arn", f"OnFailure.Destination must be !GetAtt <queue>.Arn, got {on_failure!r}"
+    dlq = tpl["Resources"].get(dest[0])
+    assert dlq and dlq["Type"] == "AWS::SQS::Queue", f"{dest[0]} is not an SQS queue"
+    assert dlq["Properties"].get("MessageRetentionPeriod") == 14 * 24 * 3600
+    assert dlq["Properties"].get("SqsManagedSseEnabled") is True
+    assert any(v.get("Value") == {"Ref": dest[0]} for v in tpl["Outputs"].values()), "no output with the DLQ URL"
+
+
+# --------------------------------------------------------------------------- buckets
+
+
+def test_buckets_private_and_encrypted(tpl):
+    buckets = resources(tpl, "AWS::S3::Bucket")
+    assert len(buckets) >= 2, f"expected source + destination buckets, found {sorted(buckets)}"
+    for name, b in buckets.items():
+        props = b.get("Properties", {})
+        pab = props.get("PublicAccessBlockConfiguration", {})
+        for key in ("BlockPublicAcls", "BlockPublicPolicy", "IgnorePublicAcls", "RestrictPublicBuckets"):
+            assert pab.get(key) is True, f"{name}: PublicAccessBlockConfiguration.{key} is {pab.get(key)!r}"
+        rules = props.get("BucketEncryption", {}).get("ServerSideEncryptionConfiguration", [])
+        algos = [r.get("ServerSideEncryptionByDefault", {}).get("SSEAlgorithm") for r in rules]
+        assert algos and all(a in ("AES256", "aws:kms", "aws:kms:dsse") for a in algos), f"{name}: encryption {algos}"
+        owners = [r.get("ObjectOwnership") for r in props.get("OwnershipControls", {}).get("Rules", [])]
+        assert owners == ["BucketOwnerEnforced"], f"{name}: OwnershipControls {owners}"
+        bucket_name = props.get("BucketName")
+        assert not isinstance(bucket_name, str), f"{name}: hard-coded BucketName {bucket_name!r} (use the parameters)"
+
+
+# --------------------------------------------------------------------------- ingestion
+
+
+def _single_template(tpl) -> bool:
+    return "Ingestion" in tpl.get("Parameters", {})
+
+
+def test_ingestion_parameter(tpl, tpl_path):
+    if not _single_template(tpl):
+        assert (ROOT / "template-sqs.yaml").exists(), "no Ingestion parameter and no template-sqs.yaml"
+        return
+    p = tpl["Parameters"]["Ingestion"]
+    assert p.get("Default") == "direct"
+    assert set(p.get("AllowedValues", [])) == {"direct", "sqs"}
+
+
+def test_direct_s3_notification(tpl):
+    fn_name, _ = the_function(tpl)
+    src = [b for b in resources(tpl, "AWS::S3::Bucket").values() if "NotificationConfiguration" in b["Properties"]]
+    assert len(src) == 1, "exactly one bucket (the source) must have a NotificationConfiguration"
+    text = json.dumps(src[0]["Properties"]["NotificationConfiguration"])
+    if "LambdaConfigurations" not in text:
+        # Pure SAM variant: the S3 event lives on the function.
+        events = function_props(tpl).get("Events", {})
+        assert any(e.get("Type") == "S3" for e in events.values()), "no S3 -> Lambda wiring"
+        return
+    assert '"s3:ObjectCreated:*"' in text
+    assert json.dumps({"Fn::GetAtt": [fn_name, "Arn"]}) in text, "LambdaConfigurations must target the function"
+    assert '"HasKeyFilter"' in text, "the key filter must be conditional (no empty Filter emitted)"
+    perms = [
+        r for r in resources(tpl, "AWS::Lambda::Permission").values()
+        if r["Properties"].get("Principal") == "s3.amazonaws.com"
+    ]
+    assert perms, "no lambda:InvokeFunction permission for s3.amazonaws.com"
+    for perm in perms:
+        assert perm["Properties"].get("SourceAccount") == {"Ref": "AWS::AccountId"}
+        assert "SourceArn" in perm["Properties"]
+
+
+def test_sqs_ingestion(tpl):
+    fn_name, _ = the_function(tpl)
+    esms = resources(tpl, "AWS::Lambda::EventSourceMapping")
+    sam_sqs = {k: e["Properties"] for k, e in function_props(tpl).get("Events", {}).items() if e.get("Type") == "SQS"}
+    if not esms and not sam_sqs:
+        pytest.skip("direct-only template (SQS variant lives in template-sqs.yaml)")
+    mappings = [e["Properties"] for e in esms.values()] + list(sam_sqs.values())
+    assert len(mappings) == 1
+    m = mappings[0]
+    if _single_template(tpl):
+        assert all(e.get("Condition") == "IsSqs" for e in esms.values()), "event source mapping must be Condition: IsSqs"
+    assert m.get("BatchSize") == 10, f"BatchSize is {m.get('BatchSize')!r}"
+    assert m.get("MaximumBatchingWindowInSeconds") == 2, f"batching window is {m.get('MaximumBatchingWindowInSeconds')!r}"
+    assert m.get("FunctionResponseTypes") == ["ReportBatchItemFailures"], (
+        "FunctionResponseTypes must be [ReportBatchItemFailures] (partial batch responses)"
+    )
+    queue_id = (m.get("EventSourceArn") or m.get("Queue"))["Fn::GetAtt"][0]
+    q = tpl["Resources"][queue_id]["Properties"]
+    timeout = function_props(tpl)["Timeout"]
+    assert q["VisibilityTimeout"] >= 6 * timeout, f"VisibilityTimeout {q['VisibilityTimeout']} < 6 x {timeout}"
+    assert q["RedrivePolicy"]["maxReceiveCount"] == 5
+    assert q["RedrivePolicy"]["deadLetterTargetArn"]["Fn::GetAtt"][0] in resources(tpl, "AWS::SQS::Queue")
+    # S3 may send to the queue only from this account and the source bucket.
+    qps = [r for r in resources(tpl, "AWS::SQS::QueuePolicy").values() if {"Ref": queue_id} in r["Properties"]["Queues"]]
+    assert qps, f"no AWS::SQS::QueuePolicy for {queue_id}"
+    stmts = [st for _, st in policy_statements(qps[0]["Properties"]["PolicyDocument"])]
+    assert any(
+        st["Principal"] == {"Service": "s3.amazonaws.com"}
+        and "aws:SourceArn" in json.dumps(st.get("Condition"))
+        and "aws:SourceAccount" in json.dumps(st.get("Condition"))
+        for st in stmts
+    ), "queue policy must restrict s3.amazonaws.com with aws:SourceArn and aws:SourceAccount"
+    assert not (references(qps[0]) & set(resources(tpl, "AWS::S3::Bucket"))), "queue policy must not !Ref the bucket (cycle)"
+    # The function role can poll the queue.
+    pol = json.dumps(function_props(tpl).get("Policies", []))
+    assert "SQSPollerPolicy" in pol and queue_id in pol, "function needs SQSPollerPolicy on the ingest queue"
+    assert any(o.get("Value") == {"Ref": queue_id} for o in tpl["Outputs"].values()), "no QueueUrl output"
+
+
+def test_outputs(tpl):
+    outs = tpl.get("Outputs", {})
+    for key in ("SourceBucket", "DestinationBucket", "FunctionArn", "FunctionName", "DeadLetterQueueUrl"):
+        assert key in outs, f"output {key} missing"
+
+
+# --------------------------------------------------------------------------- cfn-lint
+
+
+def test_cfn_lint_clean(tpl_path):
+    if not HAVE_CFNLINT:
+        pytest.skip("cfn-lint is not importable in this interpreter (pip install cfn-lint) - lint check skipped")
+    proc = subprocess.run(
+        [sys.executable, "-c", "import sys; from cfnlint.runner import main; sys.exit(main())", str(tpl_path)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    assert proc.returncode == 0, f"cfn-lint {tpl_path.name} exited {proc.returncode}:\n{proc.stdout}{proc.stderr}"
+    assert proc.stdout.strip() == "", f"cfn-lint printed findings:\n{proc.stdout}"
