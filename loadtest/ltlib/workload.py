@@ -1,0 +1,244 @@
+"""The upload set: real photos (downscaled once into a cache), repo-local fixtures, and a
+few bad files that must be rejected; plus the concurrent, rate-limited uploader."""
+from __future__ import annotations
+
+import json
+import os
+import random
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote_plus
+
+IMAGE_EXT = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".tif", ".tiff", ".bmp"}
+# Default profile "mixed": every photo at these sizes (megapixels), when smaller than the
+# original. 1-12 MP covers web uploads up to phone-camera photos and keeps N=1000 to a few
+# minutes per ENVS step on 2 cores. Profile "full" uploads the 20 originals (0.2-6.7 MB,
+# 2.6-24 MP) as they are: a heavier, camera-original profile.
+PROFILES = {"mixed": (1, 2, 4, 8, 12), "full": None}
+
+
+@dataclass
+class Source:
+    path: Path
+    kind: str              # jpeg-baseline | jpeg-progressive | png-alpha | png | webp | bad-*
+    megapixels: float
+    expect: str            # "rendered" | "rejected"
+
+
+@dataclass
+class Upload:
+    key: str
+    source: Source
+    put_started: float = 0.0
+    put_done: float = 0.0   # wall clock: the object exists in S3 from here on
+    error: str | None = None
+
+
+def _kind_of(im, path: Path) -> str:
+    fmt = (im.format or "").upper()
+    if fmt in ("JPEG", "MPO"):
+        return "jpeg-progressive" if im.info.get("progressive") or im.info.get("progression") else "jpeg-baseline"
+    if fmt == "PNG":
+        if im.mode in ("RGBA", "LA", "PA") or "transparency" in im.info:
+            alpha = im.getchannel("A") if "A" in im.getbands() else None
+            if alpha is None or alpha.getextrema()[0] < 255:
+                return "png-alpha"
+        return "png"
+    if fmt == "WEBP":
+        return "webp"
+    return fmt.lower() or path.suffix.lstrip(".")
+
+
+def _downscale(args) -> list[str]:
+    """All variants of one photo from a single decode; writes dst files atomically and a
+    `.skip` marker for targets not smaller than the photo."""
+    src, jobs = args
+    from PIL import Image, JpegImagePlugin
+    t0 = time.time()
+    with Image.open(src) as im:
+        w, h = im.size
+        fmt, info = im.format, dict(im.info)
+        sampling = JpegImagePlugin.get_sampling(im) if fmt == "JPEG" else None
+        progressive = bool(info.get("progressive") or info.get("progression"))
+        todo = []
+        for dst, mp in jobs:
+            scale = (mp * 1e6 / (w * h)) ** 0.5
+            if scale >= 0.98:
+                Path(dst + ".skip").touch()
+            else:
+                todo.append((Path(dst), (max(1, round(w * scale)), max(1, round(h * scale)))))
+        if not todo:
+            return []
+        biggest = max(sz for _, sz in todo)
+        if fmt == "JPEG":
+            im.draft(im.mode, biggest)         # DCT-domain shrink on load: fast
+        base = im.convert("RGBA" if im.mode in ("RGBA", "LA", "P", "PA") and fmt != "JPEG" else im.mode)
+    kw = {}
+    if info.get("icc_profile"):
+        kw["icc_profile"] = info["icc_profile"]
+    if info.get("exif"):
+        kw["exif"] = info["exif"]              # keeps EXIF Orientation (p15 stays orientation 6)
+    written = []
+    for dst, size in sorted(todo, key=lambda t: -t[1][0]):
+        out = base.resize(size, Image.LANCZOS, reducing_gap=3.0)
+        tmp = dst.with_suffix(dst.suffix + ".tmp")
+        if fmt == "JPEG":
+            out.save(tmp, "JPEG", quality=90, progressive=progressive,
+                     subsampling=sampling if sampling in (0, 1, 2) else 2, **kw)
+        elif fmt == "PNG":
+            out.save(tmp, "PNG", compress_level=3, **kw)
+        elif fmt == "WEBP":
+            out.save(tmp, "WEBP", quality=85, method=2, **kw)
+        else:
+            continue
+        os.replace(tmp, dst)
+        written.append(str(dst))
+        base = out                             # next (smaller) variant from this one
+    del t0
+    return written
+
+
+def prepare_sources(photos: Path, cache: Path, profile: str, fixtures: list[Path], log) -> list[Source]:
+    from PIL import Image
+    cache.mkdir(parents=True, exist_ok=True)
+    originals = sorted(p for p in photos.iterdir() if p.suffix.lower() in IMAGE_EXT) if photos.is_dir() else []
+    if not originals:
+        raise SystemExit(f"no photos in {photos} (use --photos DIR)")
+    paths: list[Path] = []
+    targets = PROFILES[profile]
+    if targets is None:
+        paths = list(originals)
+    else:
+        jobs, outs = [], []
+        for p in originals:
+            mine = []
+            for mp in targets:
+                dst = cache / f"{p.stem}-{mp}mp{p.suffix.lower()}"
+                outs.append(dst)
+                skip = dst.with_name(dst.name + ".skip")      # photo smaller than the target
+                if not dst.exists() and not skip.exists():
+                    mine.append((str(dst), mp))
+            if mine:
+                jobs.append((str(p), mine))
+        if jobs:
+            t0 = time.time()
+            log(f"downscaling {sum(len(j[1]) for j in jobs)} variants of {len(jobs)} photos into {cache} "
+                f"(once; cached)")
+            from concurrent.futures import ProcessPoolExecutor
+            with ProcessPoolExecutor(max_workers=os.cpu_count() or 2) as ex:
+                list(ex.map(_downscale, sorted(jobs, key=lambda j: -os.path.getsize(j[0]))))
+            log(f"downscaled in {time.time() - t0:.1f} s")
+        paths = [d for d in outs if d.exists()]
+        # photos smaller than every target (none today) would otherwise be missing
+        covered = {d.name.rsplit("-", 1)[0] for d in paths}
+        paths += [p for p in originals if p.stem not in covered]
+    paths += fixtures
+    sources = []
+    for p in paths:
+        with Image.open(p) as im:
+            sources.append(Source(p, _kind_of(im, p), round(im.size[0] * im.size[1] / 1e6, 2), "rendered"))
+    sources += make_bad_files(cache, originals)
+    return sources
+
+
+def make_bad_files(cache: Path, originals: list[Path]) -> list[Source]:
+    bad = cache / "bad"
+    bad.mkdir(parents=True, exist_ok=True)
+    text = bad / "not-an-image.jpg"
+    text.write_text("This is a text file named .jpg, not a JPEG.\n" * 20)
+    empty = bad / "empty.jpg"
+    empty.write_bytes(b"")
+    jpeg = next((p for p in sorted(cache.glob("*-1mp.jpg"))), None) or next(p for p in originals if p.suffix.lower() in (".jpg", ".jpeg"))
+    data = jpeg.read_bytes()
+    trunc = bad / "truncated.jpg"
+    trunc.write_bytes(data[: max(2048, len(data) * 2 // 5)])   # header + part of the scan, no EOI
+    return [Source(text, "bad-text-as-jpg", 0, "rejected"), Source(trunc, "bad-truncated-jpeg", 0, "rejected"),
+            Source(empty, "bad-empty", 0, "rejected")]
+
+
+def build_uploads(sources: list[Source], n: int, seed: int = 1) -> list[Upload]:
+    """N uploads with unique keys: photos drawn at random (fixed seed, so every ENVS step
+    and every run gets the same set), bad files spread through the run, ~10% of keys with
+    spaces and ~10% with non-ASCII characters."""
+    rng = random.Random(seed)
+    good = [s for s in sources if s.expect == "rendered"]
+    bad = [s for s in sources if s.expect == "rejected"]
+    n_bad = min(n, max(len(bad), n // 100 // len(bad) * len(bad))) if n >= len(bad) else n
+    picks = [rng.choice(good) for _ in range(n - n_bad)]
+    picks += [bad[i % len(bad)] for i in range(n_bad)]
+    rng.shuffle(picks)
+    ups = []
+    for i, s in enumerate(picks):
+        stem, ext = s.path.stem, s.path.suffix.lower()
+        if i % 10 == 3:
+            key = f"holiday photos/{i:05d} {stem} copy{ext}"
+        elif i % 10 == 7:
+            key = f"fotos/été-{i:05d}-Ünïcødé ☀ 写真 {stem}{ext}"
+        else:
+            key = f"uploads/{i:05d}-{stem}{ext}"
+        ups.append(Upload(key, s))
+    return ups
+
+
+def s3_event(bucket: str, key: str, size: int, etag: str, region: str) -> str:
+    """The S3 ObjectCreated:Put notification as AWS writes it to SQS (key URL-encoded, '+'
+    for spaces). Used only when the emulator's own S3 -> SQS notifications do not work."""
+    now = time.gmtime()
+    return json.dumps({"Records": [{
+        "eventVersion": "2.1", "eventSource": "aws:s3", "awsRegion": region,
+        "eventTime": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", now), "eventName": "ObjectCreated:Put",
+        "userIdentity": {"principalId": "AWS:LOADTEST"}, "requestParameters": {"sourceIPAddress": "127.0.0.1"},
+        "responseElements": {"x-amz-request-id": uuid.uuid4().hex[:16].upper(), "x-amz-id-2": uuid.uuid4().hex},
+        "s3": {"s3SchemaVersion": "1.0", "configurationId": "renditions-loadtest",
+               "bucket": {"name": bucket, "ownerIdentity": {"principalId": "LOADTEST"},
+                          "arn": f"arn:aws:s3:::{bucket}"},
+               "object": {"key": quote_plus(key, safe="/"), "size": size, "eTag": etag.strip('"'),
+                          "sequencer": f"{time.time_ns():016X}"}}}]})
+
+
+def upload_all(make_s3, uploads: list[Upload], bucket: str, *, threads: int, rate: float | None,
+               deadline: float, emulate_sqs=None, region: str = "us-east-1", log=print) -> None:
+    """PUT every upload with `threads` concurrent clients; `rate` caps uploads/s. Each
+    upload gets its put_started / put_done wall-clock times."""
+    blobs: dict[Path, bytes] = {}
+    for u in uploads:
+        if u.source.path not in blobs:
+            blobs[u.source.path] = u.source.path.read_bytes()
+    local = threading.local()
+    t0 = time.time() + 0.05
+
+    def put(i_u):
+        i, u = i_u
+        if rate:
+            delay = t0 + i / rate - time.time()
+            if delay > 0:
+                time.sleep(delay)
+        if time.time() > deadline:
+            u.error = "not uploaded: step deadline"
+            return
+        if not hasattr(local, "s3"):
+            local.s3, local.sqs = make_s3(), (emulate_sqs[0]() if emulate_sqs else None)
+        body = blobs[u.source.path]
+        ctype = {".jpg": "image/jpeg", ".png": "image/png", ".webp": "image/webp"}.get(u.source.path.suffix.lower(),
+                                                                                         "application/octet-stream")
+        u.put_started = time.time()
+        for attempt in range(3):
+            try:
+                r = local.s3.put_object(Bucket=bucket, Key=u.key, Body=body, ContentType=ctype)
+                u.put_done = time.time()
+                u.error = None
+                if emulate_sqs:
+                    local.sqs.send_message(QueueUrl=emulate_sqs[1],
+                                           MessageBody=s3_event(bucket, u.key, len(body), r.get("ETag", ""), region))
+                return
+            except Exception as e:                # bounded retries
+                u.error = f"{type(e).__name__}: {e}"
+                time.sleep(0.5 * (attempt + 1))
+        log(f"upload failed: {u.key}: {u.error}")
+
+    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="upload") as ex:
+        list(ex.map(put, enumerate(uploads)))
