@@ -35,7 +35,7 @@ sys.path.insert(0, str(HERE))
 from ltlib import backend as backend_mod, procs, report  # noqa: E402
 from ltlib.poller import EventSourceMapping, Tracker, s3_keys_of  # noqa: E402
 from ltlib.runtime_api import Environment  # noqa: E402
-from ltlib.workload import PROFILES, build_uploads, prepare_sources, upload_all  # noqa: E402
+from ltlib.workload import PROFILES, build_uploads, materialize, prepare_sources, upload_all  # noqa: E402
 
 REGION = "us-east-1"
 _log_lock = threading.Lock()
@@ -440,6 +440,7 @@ def main(argv=None) -> int:
         cache = corpus_cache_dir(Path(args.photos), args.profile, args.cache)
         sources = prepare_sources(Path(args.photos), cache, args.profile, fixtures, log)
         uploads = build_uploads(sources, args.n, args.seed)
+        materialize([u.source for u in uploads], log)
         kinds = Counter(u.source.kind for u in uploads)
         mp = [u.source.megapixels for u in uploads if u.source.expect == "rendered"]
         log(f"{len(uploads)} uploads from {len(sources)} sources ({len(fixtures)} repo fixtures): "

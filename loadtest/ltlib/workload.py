@@ -27,6 +27,7 @@ class Source:
     kind: str              # jpeg-baseline | jpeg-progressive | png-alpha | png | webp | bad-*
     megapixels: float
     expect: str            # "rendered" | "rejected"
+    origin: Path | None = None   # the photo a downscaled variant is made from
 
 
 @dataclass
@@ -54,8 +55,8 @@ def _kind_of(im, path: Path) -> str:
 
 
 def _downscale(args) -> list[str]:
-    """All variants of one photo from a single decode; writes dst files atomically and a
-    `.skip` marker for targets not smaller than the photo."""
+    """All variants of one photo from a single decode, each written to `.tmp` and renamed,
+    so an interrupted run leaves no half-written variant."""
     src, jobs = args
     from PIL import Image, JpegImagePlugin
     t0 = time.time()
@@ -67,9 +68,7 @@ def _downscale(args) -> list[str]:
         todo = []
         for dst, mp in jobs:
             scale = (mp * 1e6 / (w * h)) ** 0.5
-            if scale >= 0.98:
-                Path(dst + ".skip").touch()
-            else:
+            if scale < 0.98:
                 todo.append((Path(dst), (max(1, round(w * scale)), max(1, round(h * scale)))))
         if not todo:
             return []
@@ -103,46 +102,62 @@ def _downscale(args) -> list[str]:
 
 
 def prepare_sources(photos: Path, cache: Path, profile: str, fixtures: list[Path], log) -> list[Source]:
+    """Every candidate source. With a downscaling profile, variants are only planned here
+    (from the photos' headers); `materialize()` writes the ones a run actually uses."""
     from PIL import Image
     cache.mkdir(parents=True, exist_ok=True)
     originals = sorted(p for p in photos.iterdir() if p.suffix.lower() in IMAGE_EXT) if photos.is_dir() else []
     if not originals:
         raise SystemExit(f"no photos in {photos} (use --photos DIR)")
-    paths: list[Path] = []
+    kinds_file = cache / "kinds.json"
+    known = json.loads(kinds_file.read_text()) if kinds_file.exists() else {}
+    info = {}
+    for p in list(originals) + list(fixtures):
+        k = known.get(str(p))
+        if not k or k[3] != p.stat().st_size:
+            with Image.open(p) as im:
+                k = [_kind_of(im, p), im.size[0], im.size[1], p.stat().st_size]
+            known[str(p)] = k
+        info[p] = k
+    kinds_file.write_text(json.dumps(known))
+    sources: list[Source] = []
     targets = PROFILES[profile]
-    if targets is None:
-        paths = list(originals)
-    else:
-        jobs, outs = [], []
-        for p in originals:
-            mine = []
-            for mp in targets:
-                dst = cache / f"{p.stem}-{mp}mp{p.suffix.lower()}"
-                outs.append(dst)
-                skip = dst.with_name(dst.name + ".skip")      # photo smaller than the target
-                if not dst.exists() and not skip.exists():
-                    mine.append((str(dst), mp))
-            if mine:
-                jobs.append((str(p), mine))
-        if jobs:
-            t0 = time.time()
-            log(f"downscaling {sum(len(j[1]) for j in jobs)} variants of {len(jobs)} photos into {cache} "
-                f"(once; cached)")
-            from concurrent.futures import ProcessPoolExecutor
-            with ProcessPoolExecutor(max_workers=os.cpu_count() or 2) as ex:
-                list(ex.map(_downscale, sorted(jobs, key=lambda j: -os.path.getsize(j[0]))))
-            log(f"downscaled in {time.time() - t0:.1f} s")
-        paths = [d for d in outs if d.exists()]
-        # photos smaller than every target (none today) would otherwise be missing
-        covered = {d.name.rsplit("-", 1)[0] for d in paths}
-        paths += [p for p in originals if p.stem not in covered]
-    paths += fixtures
-    sources = []
-    for p in paths:
-        with Image.open(p) as im:
-            sources.append(Source(p, _kind_of(im, p), round(im.size[0] * im.size[1] / 1e6, 2), "rendered"))
+    for p in originals:
+        kind, w, h, _ = info[p]
+        variants = [mp for mp in (targets or ()) if (mp * 1e6 / (w * h)) ** 0.5 < 0.98]
+        for mp in variants:
+            sources.append(Source(cache / f"{p.stem}-{mp}mp{p.suffix.lower()}", kind, float(mp), "rendered", p))
+        if not variants:                         # "full" profile, or a photo below every target
+            sources.append(Source(p, kind, round(w * h / 1e6, 2), "rendered"))
+    for p in fixtures:
+        kind, w, h, _ = info[p]
+        sources.append(Source(p, "fixture-" + kind, round(w * h / 1e6, 2), "rendered"))
     sources += make_bad_files(cache, originals)
     return sources
+
+
+def materialize(sources: list[Source], log) -> None:
+    """Write the downscaled variants among `sources` that are not in the cache yet: one
+    decode per photo, 2 processes."""
+    by_origin: dict[Path, list] = {}
+    for s in sources:
+        if s.origin is not None and not s.path.exists():
+            by_origin.setdefault(s.origin, [])
+            if (str(s.path), s.megapixels) not in by_origin[s.origin]:
+                by_origin[s.origin].append((str(s.path), s.megapixels))
+    if not by_origin:
+        return
+    t0 = time.time()
+    log(f"downscaling {sum(map(len, by_origin.values()))} variants of {len(by_origin)} photos into "
+        f"{s.path.parent} (once; cached)")
+    from concurrent.futures import ProcessPoolExecutor
+    jobs = sorted(((str(o), j) for o, j in by_origin.items()), key=lambda j: -os.path.getsize(j[0]))
+    with ProcessPoolExecutor(max_workers=min(len(jobs), os.cpu_count() or 2)) as ex:
+        list(ex.map(_downscale, jobs))
+    missing = [s.path for s in sources if s.origin is not None and not s.path.exists()]
+    if missing:
+        raise RuntimeError(f"downscaling did not produce {missing[:3]}")
+    log(f"downscaled in {time.time() - t0:.1f} s")
 
 
 def make_bad_files(cache: Path, originals: list[Path]) -> list[Source]:
@@ -152,7 +167,7 @@ def make_bad_files(cache: Path, originals: list[Path]) -> list[Source]:
     text.write_text("This is a text file named .jpg, not a JPEG.\n" * 20)
     empty = bad / "empty.jpg"
     empty.write_bytes(b"")
-    jpeg = next((p for p in sorted(cache.glob("*-1mp.jpg"))), None) or next(p for p in originals if p.suffix.lower() in (".jpg", ".jpeg"))
+    jpeg = min((p for p in originals if p.suffix.lower() in (".jpg", ".jpeg")), key=lambda p: p.stat().st_size)
     data = jpeg.read_bytes()
     trunc = bad / "truncated.jpg"
     trunc.write_bytes(data[: max(2048, len(data) * 2 // 5)])   # header + part of the scan, no EOI
