@@ -7,7 +7,9 @@
 fn main() {
     let mut args = std::env::args().skip(1);
     let text = args.next().unwrap_or_else(|| "© renditions".to_string());
-    let out = args.next().unwrap_or_else(|| "assets/watermark.png".to_string());
+    let out = args
+        .next()
+        .unwrap_or_else(|| "assets/watermark.png".to_string());
     let mark = match renditions::pipeline::watermark::render_text(&text, 160.0) {
         Ok(m) => m,
         Err(e) => {

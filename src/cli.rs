@@ -72,7 +72,12 @@ fn parse_args(args: Vec<String>) -> Result<RenderArgs, String> {
     match p.next().map_err(usage_error)? {
         Some(Value(cmd)) if cmd == "render" => {}
         Some(Long("help")) | Some(Short('h')) | None => return Err(USAGE.to_string()),
-        Some(other) => return Err(usage_error(format!("unknown command {:?}; expected `render`", other))),
+        Some(other) => {
+            return Err(usage_error(format!(
+                "unknown command {:?}; expected `render`",
+                other
+            )));
+        }
     }
     let flags: HashMap<String, &str> = PIPELINE_SETTINGS
         .iter()
@@ -91,7 +96,11 @@ fn parse_args(args: Vec<String>) -> Result<RenderArgs, String> {
             Long("json") => a.json = true,
             Long("out") | Short('o') => out = Some(PathBuf::from(p.value().map_err(usage_error)?)),
             Long("threads") | Short('j') => {
-                let v = p.value().map_err(usage_error)?.string().map_err(usage_error)?;
+                let v = p
+                    .value()
+                    .map_err(usage_error)?
+                    .string()
+                    .map_err(usage_error)?;
                 a.threads = v
                     .parse::<usize>()
                     .ok()
@@ -103,7 +112,11 @@ fn parse_args(args: Vec<String>) -> Result<RenderArgs, String> {
                 let Some(setting) = flags.get(name) else {
                     return Err(usage_error(format!("unknown option --{name}")));
                 };
-                let v = p.value().map_err(usage_error)?.string().map_err(usage_error)?;
+                let v = p
+                    .value()
+                    .map_err(usage_error)?
+                    .string()
+                    .map_err(usage_error)?;
                 a.settings.insert((*setting).to_string(), v);
             }
             Value(f) => a.files.push(PathBuf::from(f)),
@@ -119,7 +132,11 @@ fn parse_args(args: Vec<String>) -> Result<RenderArgs, String> {
 
 /// Result of one file.
 enum FileResult {
-    Rendered { output: RenderOutput, paths: Vec<PathBuf>, elapsed: Duration },
+    Rendered {
+        output: RenderOutput,
+        paths: Vec<PathBuf>,
+        elapsed: Duration,
+    },
     Rejected(Rejection),
     Failed(String),
 }
@@ -152,7 +169,8 @@ pub fn run(args: Vec<String>) -> i32 {
         eprintln!("renditions: cannot create {}: {e}", a.out.display());
         return 2;
     }
-    let results: Mutex<(usize, Vec<Option<FileResult>>)> = Mutex::new((0, (0..a.files.len()).map(|_| None).collect()));
+    let results: Mutex<(usize, Vec<Option<FileResult>>)> =
+        Mutex::new((0, (0..a.files.len()).map(|_| None).collect()));
     let next = AtomicUsize::new(0);
     let rejected = AtomicUsize::new(0);
     let worker = || {
@@ -182,7 +200,11 @@ pub fn run(args: Vec<String>) -> i32 {
             }
         });
     }
-    if rejected.load(Ordering::Relaxed) > 0 { 1 } else { 0 }
+    if rejected.load(Ordering::Relaxed) > 0 {
+        1
+    } else {
+        0
+    }
 }
 
 fn render_file(pipeline: &Pipeline, file: &Path, out: &Path) -> FileResult {
@@ -195,23 +217,31 @@ fn render_file(pipeline: &Pipeline, file: &Path, out: &Path) -> FileResult {
         Ok(o) => o,
         Err(r) => return FileResult::Rejected(r),
     };
-    let stem = file.file_stem().map_or_else(|| "image".into(), |s| s.to_string_lossy().into_owned());
+    let stem = file
+        .file_stem()
+        .map_or_else(|| "image".into(), |s| s.to_string_lossy().into_owned());
     let mut paths = Vec::with_capacity(output.renditions.len());
     for r in &output.renditions {
         let dir = out.join(&r.name);
         let path = dir.join(format!("{stem}.{}", r.encoding.extension()));
-        if let Err(e) = std::fs::create_dir_all(&dir).and_then(|_| std::fs::write(&path, &r.bytes)) {
+        if let Err(e) = std::fs::create_dir_all(&dir).and_then(|_| std::fs::write(&path, &r.bytes))
+        {
             return FileResult::Failed(format!("cannot write {}: {e}", path.display()));
         }
         paths.push(path);
     }
-    FileResult::Rendered { output, paths, elapsed: start.elapsed() }
+    FileResult::Rendered {
+        output,
+        paths,
+        elapsed: start.elapsed(),
+    }
 }
 
 /// Reads a file, refusing (without reading it all) one larger than the input limit.
 fn read_capped(file: &Path, cap: u64) -> Result<Vec<u8>, FileResult> {
     use std::io::Read;
-    let f = std::fs::File::open(file).map_err(|e| FileResult::Failed(format!("cannot read: {e}")))?;
+    let f =
+        std::fs::File::open(file).map_err(|e| FileResult::Failed(format!("cannot read: {e}")))?;
     let mut data = Vec::new();
     f.take(cap + 1)
         .read_to_end(&mut data)
@@ -229,7 +259,11 @@ fn report(file: &Path, r: &FileResult, json: bool) {
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     match r {
-        FileResult::Rendered { output, paths, elapsed } => {
+        FileResult::Rendered {
+            output,
+            paths,
+            elapsed,
+        } => {
             if json {
                 let line = serde_json::json!({
                     "file": name,

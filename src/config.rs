@@ -58,13 +58,19 @@ impl RenditionSpec {
         for item in spec.split(',').map(str::trim).filter(|s| !s.is_empty()) {
             let mut parts = item.split(':');
             let name = parts.next().unwrap_or_default().trim();
-            let size = parts
-                .next()
-                .ok_or_else(|| err(format!("`{item}` has no size; expected NAME:SIDE or NAME:WxH[:cover]")))?;
+            let size = parts.next().ok_or_else(|| {
+                err(format!(
+                    "`{item}` has no size; expected NAME:SIDE or NAME:WxH[:cover]"
+                ))
+            })?;
             let fit = match parts.next().map(str::trim) {
                 None | Some("inside") | Some("fit") => Fit::Inside,
                 Some("cover") | Some("crop") => Fit::Cover,
-                Some(other) => return Err(err(format!("`{item}`: unknown fit `{other}` (use inside or cover)"))),
+                Some(other) => {
+                    return Err(err(format!(
+                        "`{item}`: unknown fit `{other}` (use inside or cover)"
+                    )));
+                }
             };
             if parts.next().is_some() {
                 return Err(err(format!("`{item}` has too many `:` parts")));
@@ -219,7 +225,9 @@ impl Anchor {
             _ => {
                 return Err(ConfigError::new(
                     setting,
-                    format!("`{s}` is not one of top-left, top, top-right, left, center, right, bottom-left, bottom, bottom-right"),
+                    format!(
+                        "`{s}` is not one of top-left, top, top-right, left, center, right, bottom-left, bottom, bottom-right"
+                    ),
                 ));
             }
         })
@@ -305,7 +313,10 @@ pub fn parse_fraction(setting: &str, s: &str, allow_zero: bool) -> Result<f32, C
     let ok = v.is_finite() && v <= 1.0 && (v > 0.0 || (allow_zero && v == 0.0));
     if !ok {
         let range = if allow_zero { "0..=1" } else { "0 < x ≤ 1" };
-        return Err(ConfigError::new(setting, format!("`{s}` must be in {range}")));
+        return Err(ConfigError::new(
+            setting,
+            format!("`{s}` must be in {range}"),
+        ));
     }
     Ok(v)
 }
@@ -318,7 +329,10 @@ pub fn parse_u64(setting: &str, s: &str, min: u64, max: u64) -> Result<u64, Conf
         .parse()
         .map_err(|_| ConfigError::new(setting, format!("`{s}` is not a whole number")))?;
     if v < min || v > max {
-        return Err(ConfigError::new(setting, format!("`{s}` must be in {min}..={max}")));
+        return Err(ConfigError::new(
+            setting,
+            format!("`{s}` must be in {min}..={max}"),
+        ));
     }
     Ok(v)
 }
@@ -413,21 +427,43 @@ mod tests {
     fn parses_default_renditions() {
         let r = RenditionSpec::parse_list("RENDITIONS", DEFAULT_RENDITIONS).unwrap();
         assert_eq!(r.len(), 3);
-        assert_eq!((r[0].name.as_str(), r[0].width, r[0].height), ("large", 1600, 1600));
+        assert_eq!(
+            (r[0].name.as_str(), r[0].width, r[0].height),
+            ("large", 1600, 1600)
+        );
         assert_eq!(r[2].fit, Fit::Inside);
-        assert_eq!(r.iter().map(|r| r.to_string()).collect::<Vec<_>>().join(","), DEFAULT_RENDITIONS);
+        assert_eq!(
+            r.iter()
+                .map(|r| r.to_string())
+                .collect::<Vec<_>>()
+                .join(","),
+            DEFAULT_RENDITIONS
+        );
     }
 
     #[test]
     fn parses_box_and_cover() {
-        let r = RenditionSpec::parse_list("RENDITIONS", "card:600x400:cover, wide:1200x300").unwrap();
+        let r =
+            RenditionSpec::parse_list("RENDITIONS", "card:600x400:cover, wide:1200x300").unwrap();
         assert_eq!((r[0].width, r[0].height, r[0].fit), (600, 400, Fit::Cover));
-        assert_eq!((r[1].width, r[1].height, r[1].fit), (1200, 300, Fit::Inside));
+        assert_eq!(
+            (r[1].width, r[1].height, r[1].fit),
+            (1200, 300, Fit::Inside)
+        );
     }
 
     #[test]
     fn rejects_bad_renditions_naming_the_setting() {
-        for bad in ["", "large", "large:0", "large:abc", "a:10,a:20", "../x:10", "a:10:stretch", "a:10x"] {
+        for bad in [
+            "",
+            "large",
+            "large:0",
+            "large:abc",
+            "a:10,a:20",
+            "../x:10",
+            "a:10:stretch",
+            "a:10x",
+        ] {
             let e = RenditionSpec::parse_list("RENDITIONS", bad).unwrap_err();
             assert_eq!(e.setting, "RENDITIONS", "{bad}");
             assert!(!e.problem.is_empty());
@@ -444,7 +480,10 @@ mod tests {
         assert!(parse_u64("Q", "101", 1, 100).is_err());
         assert_eq!(parse_colour("BG", "#ff8000").unwrap(), [255, 128, 0]);
         assert!(parse_colour("BG", "#ff80").is_err());
-        assert_eq!(Anchor::parse("P", "bottom_right").unwrap(), Anchor::BottomRight);
+        assert_eq!(
+            Anchor::parse("P", "bottom_right").unwrap(),
+            Anchor::BottomRight
+        );
         assert!(Anchor::parse("P", "middle-earth").is_err());
         assert_eq!(OutputFormat::parse("F", "JPG").unwrap(), OutputFormat::Jpeg);
     }
@@ -476,7 +515,10 @@ pub fn parse_bool(setting: &str, s: &str) -> Result<bool, ConfigError> {
     match s.trim().to_ascii_lowercase().as_str() {
         "1" | "true" | "yes" | "on" => Ok(true),
         "0" | "false" | "no" | "off" => Ok(false),
-        _ => Err(ConfigError::new(setting, format!("`{s}` is not true or false"))),
+        _ => Err(ConfigError::new(
+            setting,
+            format!("`{s}` is not true or false"),
+        )),
     }
 }
 
@@ -489,7 +531,11 @@ impl PipelineConfig {
         load_watermark: &dyn Fn(&str) -> Result<Vec<u8>, String>,
     ) -> Result<PipelineConfig, ConfigError> {
         let mut c = PipelineConfig::default();
-        let val = |k: &str| get(k).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+        let val = |k: &str| {
+            get(k)
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+        };
         if let Some(v) = val("RENDITIONS") {
             c.renditions = RenditionSpec::parse_list("RENDITIONS", &v)?;
         }
@@ -509,7 +555,9 @@ impl PipelineConfig {
             c.watermark.source = match v.as_str() {
                 "none" | "off" | "false" => WatermarkSource::None,
                 "default" | "builtin" => WatermarkSource::Default,
-                t if t.starts_with("text:") => WatermarkSource::Text(t["text:".len()..].to_string()),
+                t if t.starts_with("text:") => {
+                    WatermarkSource::Text(t["text:".len()..].to_string())
+                }
                 other => WatermarkSource::Image(Arc::new(
                     load_watermark(other).map_err(|e| ConfigError::new("WATERMARK", e))?,
                 )),
@@ -531,7 +579,8 @@ impl PipelineConfig {
             }
         }
         if let Some(v) = val("WATERMARK_MIN_WIDTH") {
-            c.watermark.min_rendition_width = parse_u64("WATERMARK_MIN_WIDTH", &v, 0, u64::from(MAX_BOX_SIDE))? as u32;
+            c.watermark.min_rendition_width =
+                parse_u64("WATERMARK_MIN_WIDTH", &v, 0, u64::from(MAX_BOX_SIDE))? as u32;
         }
         if let Some(v) = val("BACKGROUND") {
             c.background = parse_colour("BACKGROUND", &v)?;
@@ -543,7 +592,11 @@ impl PipelineConfig {
             c.limits.max_input_pixels = parse_u64("MAX_INPUT_PIXELS", &v, 1, 1 << 32)?;
         }
         if let Some(v) = val("CASCADE") {
-            c.cascade_min_ratio = if parse_bool("CASCADE", &v)? { Some(2.0) } else { None };
+            c.cascade_min_ratio = if parse_bool("CASCADE", &v)? {
+                Some(2.0)
+            } else {
+                None
+            };
         }
         if let Some(v) = val("SHRINK_ON_LOAD") {
             c.shrink_on_load = parse_bool("SHRINK_ON_LOAD", &v)?;

@@ -54,7 +54,9 @@ pub fn read_header(data: &[u8]) -> Result<JpegHeader, Rejection> {
         }
         let len = be16(data, pos).ok_or_else(truncated)? as usize;
         if len < 2 {
-            return Err(Rejection::corrupt(format!("JPEG marker 0x{marker:02X} has length {len}")));
+            return Err(Rejection::corrupt(format!(
+                "JPEG marker 0x{marker:02X} has length {len}"
+            )));
         }
         let seg = data.get(pos + 2..pos + len).ok_or_else(truncated)?;
         pos += len;
@@ -62,7 +64,9 @@ pub fn read_header(data: &[u8]) -> Result<JpegHeader, Rejection> {
             0xDA => break, // SOS: pixel data starts
             0xC0..=0xCF if !matches!(marker, 0xC4 | 0xC8 | 0xCC) => {
                 if matches!(marker, 0xC3 | 0xC7 | 0xCB | 0xCF) {
-                    return Err(Rejection::unsupported("lossless JPEG (SOF3/7/11/15) is not supported"));
+                    return Err(Rejection::unsupported(
+                        "lossless JPEG (SOF3/7/11/15) is not supported",
+                    ));
                 }
                 if matches!(marker, 0xC5 | 0xC6 | 0xC7 | 0xCD | 0xCE | 0xCF) {
                     return Err(Rejection::unsupported("hierarchical JPEG is not supported"));
@@ -115,7 +119,8 @@ pub fn read_header(data: &[u8]) -> Result<JpegHeader, Rejection> {
             _ => {}
         }
     }
-    let mut header = frame.ok_or_else(|| Rejection::corrupt("JPEG has no frame header before its scan"))?;
+    let mut header =
+        frame.ok_or_else(|| Rejection::corrupt("JPEG has no frame header before its scan"))?;
     header.orientation = orientation;
     header.adobe_transform = adobe;
     header.icc = assemble_icc(icc_chunks);
@@ -129,7 +134,11 @@ fn assemble_icc(mut chunks: Vec<(u8, u8, &[u8])>) -> Option<Vec<u8>> {
         return None;
     }
     chunks.sort_by_key(|c| c.0);
-    if chunks.iter().enumerate().any(|(i, c)| c.0 as usize != i + 1) {
+    if chunks
+        .iter()
+        .enumerate()
+        .any(|(i, c)| c.0 as usize != i + 1)
+    {
         return None;
     }
     Some(chunks.iter().flat_map(|c| c.2.iter().copied()).collect())
@@ -189,7 +198,10 @@ mod tests {
         let mut zero = vec![0xFF, 0xD8];
         zero.extend(sof(0, 10));
         zero.extend(segment(0xDA, &[0; 10]));
-        assert_eq!(read_header(&zero).unwrap_err().kind, crate::RejectKind::Corrupt);
+        assert_eq!(
+            read_header(&zero).unwrap_err().kind,
+            crate::RejectKind::Corrupt
+        );
     }
 
     #[test]

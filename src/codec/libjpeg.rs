@@ -99,7 +99,10 @@ fn classify(e: LibjpegError) -> Rejection {
         _ => RejectKind::Corrupt,
     };
     let reason = match kind {
-        RejectKind::TooLarge => format!("JPEG needs more memory than the budget allows ({})", e.message),
+        RejectKind::TooLarge => format!(
+            "JPEG needs more memory than the budget allows ({})",
+            e.message
+        ),
         _ => format!("JPEG decoder: {}", e.message),
     };
     Rejection::new(kind, reason)
@@ -170,10 +173,14 @@ pub fn decode(data: &[u8], scale_num: u8, memory_budget: u64) -> Result<DecodedJ
         // SAFETY: all calls follow libjpeg's documented sequence on a live cinfo; `data` outlives
         // the decompressor (it is dropped before we return).
         unsafe {
-            (*c.common.mem).max_memory_to_use = c_long::try_from(memory_budget).unwrap_or(c_long::MAX);
+            (*c.common.mem).max_memory_to_use =
+                c_long::try_from(memory_budget).unwrap_or(c_long::MAX);
             ffi::jpeg_mem_src(c, data.as_ptr(), data.len() as c_ulong);
             ffi::jpeg_read_header(c, 1);
-            let cmyk = matches!(c.jpeg_color_space, ffi::J_COLOR_SPACE::JCS_CMYK | ffi::J_COLOR_SPACE::JCS_YCCK);
+            let cmyk = matches!(
+                c.jpeg_color_space,
+                ffi::J_COLOR_SPACE::JCS_CMYK | ffi::J_COLOR_SPACE::JCS_YCCK
+            );
             c.out_color_space = if cmyk {
                 ffi::J_COLOR_SPACE::JCS_CMYK
             } else {
@@ -182,7 +189,11 @@ pub fn decode(data: &[u8], scale_num: u8, memory_budget: u64) -> Result<DecodedJ
             c.scale_num = u32::from(scale_num.clamp(1, 8));
             c.scale_denom = 8;
             ffi::jpeg_calc_output_dimensions(c);
-            let (w, h, n) = (c.output_width, c.output_height, c.output_components as usize);
+            let (w, h, n) = (
+                c.output_width,
+                c.output_height,
+                c.output_components as usize,
+            );
             let len = (w as usize)
                 .checked_mul(h as usize)
                 .and_then(|p| p.checked_mul(n))
@@ -211,7 +222,11 @@ pub fn decode(data: &[u8], scale_num: u8, memory_budget: u64) -> Result<DecodedJ
             Ok(DecodedJpeg {
                 width: w,
                 height: h,
-                pixels: if cmyk { JpegPixels::Cmyk } else { JpegPixels::Rgb },
+                pixels: if cmyk {
+                    JpegPixels::Cmyk
+                } else {
+                    JpegPixels::Rgb
+                },
                 data: out,
             })
         }
@@ -262,7 +277,11 @@ pub fn encode_rgb(
             c.input_components = 3;
             c.in_color_space = ffi::J_COLOR_SPACE::JCS_RGB;
             // libjpeg-turbo behaviour (no trellis / scan search): fast and predictable.
-            ffi::jpeg_c_set_int_param(c, ffi::J_INT_PARAM::JINT_COMPRESS_PROFILE, ffi::JCP_FASTEST as c_int);
+            ffi::jpeg_c_set_int_param(
+                c,
+                ffi::J_INT_PARAM::JINT_COMPRESS_PROFILE,
+                ffi::JCP_FASTEST as c_int,
+            );
             ffi::jpeg_set_defaults(c);
             ffi::jpeg_set_quality(c, c_int::from(quality.clamp(1, 100)), 1);
             c.optimize_coding = 1;

@@ -31,9 +31,15 @@ pub fn read_header(data: &[u8]) -> Result<WebpHeader, Rejection> {
             return Err(Rejection::truncated("WebP ends inside its header"));
         }
         ffi::VP8StatusCode::VP8_STATUS_UNSUPPORTED_FEATURE => {
-            return Err(Rejection::unsupported("WebP uses a feature libwebp does not support"));
+            return Err(Rejection::unsupported(
+                "WebP uses a feature libwebp does not support",
+            ));
         }
-        other => return Err(Rejection::corrupt(format!("WebP header is invalid ({other:?})"))),
+        other => {
+            return Err(Rejection::corrupt(format!(
+                "WebP header is invalid ({other:?})"
+            )));
+        }
     }
     if f.width <= 0 || f.height <= 0 {
         return Err(Rejection::corrupt("WebP declares a zero dimension"));
@@ -77,16 +83,23 @@ fn decode_status(status: ffi::VP8StatusCode) -> Result<(), Rejection> {
         ffi::VP8StatusCode::VP8_STATUS_OUT_OF_MEMORY => {
             Err(Rejection::too_large("WebP decoder ran out of memory"))
         }
-        ffi::VP8StatusCode::VP8_STATUS_UNSUPPORTED_FEATURE => {
-            Err(Rejection::unsupported("WebP uses a feature libwebp does not support"))
-        }
-        other => Err(Rejection::corrupt(format!("WebP bitstream is corrupt ({other:?})"))),
+        ffi::VP8StatusCode::VP8_STATUS_UNSUPPORTED_FEATURE => Err(Rejection::unsupported(
+            "WebP uses a feature libwebp does not support",
+        )),
+        other => Err(Rejection::corrupt(format!(
+            "WebP bitstream is corrupt ({other:?})"
+        ))),
     }
 }
 
 /// Decodes a still WebP into packed RGB (or RGBA when `alpha`), scaled to `out_w`×`out_h` by
 /// libwebp's own rescaler when those differ from the stored size.
-pub fn decode_still(data: &[u8], alpha: bool, out_w: u32, out_h: u32) -> Result<Vec<u8>, Rejection> {
+pub fn decode_still(
+    data: &[u8],
+    alpha: bool,
+    out_w: u32,
+    out_h: u32,
+) -> Result<Vec<u8>, Rejection> {
     let n = if alpha { 4 } else { 3 };
     let mut out = vec![0u8; out_w as usize * out_h as usize * n];
     let mut config: ffi::WebPDecoderConfig = unsafe { std::mem::zeroed() };
@@ -109,7 +122,11 @@ pub fn decode_still(data: &[u8], alpha: bool, out_w: u32, out_h: u32) -> Result<
         config.output.u.RGBA.size = out.len();
         config.options.use_threads = 0;
         let mut features: ffi::WebPBitstreamFeatures = std::mem::zeroed();
-        decode_status(ffi::WebPGetFeatures(data.as_ptr(), data.len(), &mut features))?;
+        decode_status(ffi::WebPGetFeatures(
+            data.as_ptr(),
+            data.len(),
+            &mut features,
+        ))?;
         if features.width as u32 != out_w || features.height as u32 != out_h {
             config.options.use_scaling = 1;
             config.options.scaled_width = out_w as c_int;
@@ -148,7 +165,9 @@ pub fn decode_first_frame(data: &[u8]) -> Result<(u32, u32, Vec<u8>), Rejection>
             let mut buf: *mut u8 = std::ptr::null_mut();
             let mut ts: c_int = 0;
             if ffi::WebPAnimDecoderGetNext(dec, &mut buf, &mut ts) == 0 || buf.is_null() {
-                Err(Rejection::corrupt("animated WebP: the first frame does not decode"))
+                Err(Rejection::corrupt(
+                    "animated WebP: the first frame does not decode",
+                ))
             } else {
                 let len = info.canvas_width as usize * info.canvas_height as usize * 4;
                 let pixels = std::slice::from_raw_parts(buf, len).to_vec();
@@ -161,18 +180,28 @@ pub fn decode_first_frame(data: &[u8]) -> Result<(u32, u32, Vec<u8>), Rejection>
 }
 
 /// Encodes packed RGB or RGBA as lossy WebP at `quality` (0..=100), method 4, no metadata.
-pub fn encode(width: u32, height: u32, pixels: &[u8], alpha: bool, quality: u8) -> Result<Vec<u8>, String> {
+pub fn encode(
+    width: u32,
+    height: u32,
+    pixels: &[u8],
+    alpha: bool,
+    quality: u8,
+) -> Result<Vec<u8>, String> {
     let n = if alpha { 4 } else { 3 };
     if pixels.len() != width as usize * height as usize * n {
         return Err(format!("bad pixel buffer for {width}x{height}"));
     }
-    let config = ffi::WebPConfig::new_with_preset(ffi::WebPPreset::WEBP_PRESET_PHOTO, f32::from(quality.min(100)))
-        .map_err(|_| "libwebp config init failed".to_string())?;
+    let config = ffi::WebPConfig::new_with_preset(
+        ffi::WebPPreset::WEBP_PRESET_PHOTO,
+        f32::from(quality.min(100)),
+    )
+    .map_err(|_| "libwebp config init failed".to_string())?;
     let mut config = config;
     config.method = 4;
     // SAFETY: picture and writer are initialised by libwebp, freed on every path below.
     unsafe {
-        let mut pic = ffi::WebPPicture::new().map_err(|_| "libwebp picture init failed".to_string())?;
+        let mut pic =
+            ffi::WebPPicture::new().map_err(|_| "libwebp picture init failed".to_string())?;
         pic.width = width as c_int;
         pic.height = height as c_int;
         pic.use_argb = 0;

@@ -35,7 +35,12 @@ pub struct Converted {
 }
 
 impl TransformCache {
-    fn get(&self, icc: &[u8], src_layout: Layout, dst_layout: Layout) -> Result<Option<Transform>, String> {
+    fn get(
+        &self,
+        icc: &[u8],
+        src_layout: Layout,
+        dst_layout: Layout,
+    ) -> Result<Option<Transform>, String> {
         let mut h = DefaultHasher::new();
         icc.hash(&mut h);
         let key = (h.finish(), src_layout as u8);
@@ -57,7 +62,8 @@ impl TransformCache {
 
 /// `Ok(None)` when the profile is sRGB already (nothing to do).
 fn build(icc: &[u8], src_layout: Layout, dst_layout: Layout) -> Result<Option<Transform>, String> {
-    let profile = ColorProfile::new_from_slice(icc).map_err(|e| format!("unreadable ICC profile: {e:?}"))?;
+    let profile =
+        ColorProfile::new_from_slice(icc).map_err(|e| format!("unreadable ICC profile: {e:?}"))?;
     if is_srgb(&profile) {
         return Ok(None);
     }
@@ -73,15 +79,27 @@ fn is_srgb(p: &ColorProfile) -> bool {
         return false;
     }
     let s = ColorProfile::new_srgb();
-    let close = |a: moxcms::Xyzd, b: moxcms::Xyzd| (a.x - b.x).abs() < 0.003 && (a.y - b.y).abs() < 0.003 && (a.z - b.z).abs() < 0.003;
-    let named_srgb = format!("{:?}", p.description).to_ascii_lowercase().contains("srgb");
-    named_srgb && close(p.red_colorant, s.red_colorant) && close(p.green_colorant, s.green_colorant) && close(p.blue_colorant, s.blue_colorant)
+    let close = |a: moxcms::Xyzd, b: moxcms::Xyzd| {
+        (a.x - b.x).abs() < 0.003 && (a.y - b.y).abs() < 0.003 && (a.z - b.z).abs() < 0.003
+    };
+    let named_srgb = format!("{:?}", p.description)
+        .to_ascii_lowercase()
+        .contains("srgb");
+    named_srgb
+        && close(p.red_colorant, s.red_colorant)
+        && close(p.green_colorant, s.green_colorant)
+        && close(p.blue_colorant, s.blue_colorant)
 }
 
 /// Converts decoded pixels to sRGB RGB/RGBA using the embedded profile when there is one.
 pub fn to_srgb(pixels: Pixels, icc: Option<&[u8]>, cache: &TransformCache) -> Converted {
     match pixels {
-        Pixels::Cmyk { width, height, mut data, inverted } => {
+        Pixels::Cmyk {
+            width,
+            height,
+            mut data,
+            inverted,
+        } => {
             if inverted {
                 data.iter_mut().for_each(|v| *v = 255 - *v);
             }
@@ -91,7 +109,12 @@ pub fn to_srgb(pixels: Pixels, icc: Option<&[u8]>, cache: &TransformCache) -> Co
                         let mut out = vec![0u8; width as usize * height as usize * 3];
                         if t.transform(&data, &mut out).is_ok() {
                             return Converted {
-                                bitmap: Bitmap { width, height, channels: Channels::Rgb, data: out },
+                                bitmap: Bitmap {
+                                    width,
+                                    height,
+                                    channels: Channels::Rgb,
+                                    data: out,
+                                },
                                 note: None,
                                 converted: true,
                             };
@@ -115,7 +138,11 @@ pub fn to_srgb(pixels: Pixels, icc: Option<&[u8]>, cache: &TransformCache) -> Co
         }
         Pixels::Bitmap(bitmap) => {
             let Some(icc) = icc else {
-                return Converted { bitmap, note: None, converted: false };
+                return Converted {
+                    bitmap,
+                    note: None,
+                    converted: false,
+                };
             };
             let layout = match bitmap.channels {
                 Channels::Rgb => Layout::Rgb,
@@ -126,7 +153,10 @@ pub fn to_srgb(pixels: Pixels, icc: Option<&[u8]>, cache: &TransformCache) -> Co
                     let mut out = vec![0u8; bitmap.data.len()];
                     match t.transform(&bitmap.data, &mut out) {
                         Ok(()) => Converted {
-                            bitmap: Bitmap { data: out, ..bitmap },
+                            bitmap: Bitmap {
+                                data: out,
+                                ..bitmap
+                            },
                             note: None,
                             converted: true,
                         },
@@ -137,8 +167,16 @@ pub fn to_srgb(pixels: Pixels, icc: Option<&[u8]>, cache: &TransformCache) -> Co
                         },
                     }
                 }
-                Ok(None) => Converted { bitmap, note: None, converted: false },
-                Err(e) => Converted { bitmap, note: Some(e), converted: false },
+                Ok(None) => Converted {
+                    bitmap,
+                    note: None,
+                    converted: false,
+                },
+                Err(e) => Converted {
+                    bitmap,
+                    note: Some(e),
+                    converted: false,
+                },
             }
         }
     }
@@ -153,7 +191,12 @@ fn naive_cmyk(width: u32, height: u32, cmyk: &[u8]) -> Bitmap {
             out.push((((255 - u32::from(c)) * k + 127) / 255) as u8);
         }
     }
-    Bitmap { width, height, channels: Channels::Rgb, data: out }
+    Bitmap {
+        width,
+        height,
+        channels: Channels::Rgb,
+        data: out,
+    }
 }
 
 #[cfg(test)]
@@ -170,7 +213,11 @@ mod tests {
         let c = to_srgb(Pixels::Bitmap(b), Some(&p3), &cache);
         assert!(c.converted);
         assert_eq!(c.bitmap.data[0], 255);
-        assert!(c.bitmap.data[1] < 10 && c.bitmap.data[2] < 10, "{:?}", c.bitmap.data);
+        assert!(
+            c.bitmap.data[1] < 10 && c.bitmap.data[2] < 10,
+            "{:?}",
+            c.bitmap.data
+        );
         for v in &c.bitmap.data[3..6] {
             assert!((*v as i32 - 128).abs() <= 2, "{:?}", c.bitmap.data);
         }
@@ -191,7 +238,11 @@ mod tests {
     #[test]
     fn broken_profile_is_ignored_with_a_note() {
         let b = Bitmap::from_raw(1, 1, Channels::Rgb, vec![10, 20, 30]).unwrap();
-        let c = to_srgb(Pixels::Bitmap(b), Some(b"not a profile"), &TransformCache::default());
+        let c = to_srgb(
+            Pixels::Bitmap(b),
+            Some(b"not a profile"),
+            &TransformCache::default(),
+        );
         assert_eq!(c.bitmap.data, vec![10, 20, 30]);
         assert!(c.note.is_some());
     }
@@ -199,10 +250,26 @@ mod tests {
     #[test]
     fn naive_cmyk_handles_inversion() {
         // Adobe-inverted: 255 means no ink → white.
-        let px = Pixels::Cmyk { width: 1, height: 1, data: vec![255, 255, 255, 255], inverted: true };
-        assert_eq!(to_srgb(px, None, &TransformCache::default()).bitmap.data, vec![255, 255, 255]);
+        let px = Pixels::Cmyk {
+            width: 1,
+            height: 1,
+            data: vec![255, 255, 255, 255],
+            inverted: true,
+        };
+        assert_eq!(
+            to_srgb(px, None, &TransformCache::default()).bitmap.data,
+            vec![255, 255, 255]
+        );
         // Plain: full cyan, no black → (0, 255, 255).
-        let px = Pixels::Cmyk { width: 1, height: 1, data: vec![255, 0, 0, 0], inverted: false };
-        assert_eq!(to_srgb(px, None, &TransformCache::default()).bitmap.data, vec![0, 255, 255]);
+        let px = Pixels::Cmyk {
+            width: 1,
+            height: 1,
+            data: vec![255, 0, 0, 0],
+            inverted: false,
+        };
+        assert_eq!(
+            to_srgb(px, None, &TransformCache::default()).bitmap.data,
+            vec![0, 255, 255]
+        );
     }
 }

@@ -29,8 +29,14 @@ pub struct Probe<'a> {
 }
 
 enum Source<'a> {
-    Jpeg { data: &'a [u8], header: jpeg_markers::JpegHeader },
-    Webp { data: &'a [u8], header: libwebp::WebpHeader },
+    Jpeg {
+        data: &'a [u8],
+        header: jpeg_markers::JpegHeader,
+    },
+    Webp {
+        data: &'a [u8],
+        header: libwebp::WebpHeader,
+    },
     Image(Box<dyn ImageDecoder + 'a>),
 }
 
@@ -38,7 +44,12 @@ enum Source<'a> {
 pub enum Pixels {
     Bitmap(Bitmap),
     /// CMYK from a JPEG; `inverted` when an Adobe APP14 marker says 255 means no ink.
-    Cmyk { width: u32, height: u32, data: Vec<u8>, inverted: bool },
+    Cmyk {
+        width: u32,
+        height: u32,
+        data: Vec<u8>,
+        inverted: bool,
+    },
 }
 
 impl Pixels {
@@ -61,7 +72,11 @@ fn image_error(format: Format, e: ImageError) -> Rejection {
         ImageError::IoError(io) => Rejection::corrupt(format!("{name}: {io}")),
         other => {
             let msg = other.to_string();
-            if msg.contains("end of") || msg.contains("EOF") || msg.contains("eof") || msg.contains("truncated") {
+            if msg.contains("end of")
+                || msg.contains("EOF")
+                || msg.contains("eof")
+                || msg.contains("truncated")
+            {
                 Rejection::truncated(format!("{name} data ends before the image does ({msg})"))
             } else {
                 Rejection::corrupt(format!("{name}: {msg}"))
@@ -77,7 +92,11 @@ pub fn probe(format: Format, data: &[u8], memory_budget: u64) -> Result<Probe<'_
             let header = jpeg_markers::read_header(data)?;
             let detail = format!(
                 "{} {}",
-                if header.progressive { "progressive" } else { "baseline" },
+                if header.progressive {
+                    "progressive"
+                } else {
+                    "baseline"
+                },
                 match header.components {
                     1 => "grayscale".to_string(),
                     4 => "CMYK".to_string(),
@@ -117,7 +136,9 @@ pub fn probe(format: Format, data: &[u8], memory_budget: u64) -> Result<Probe<'_
             let mut decoder: Box<dyn ImageDecoder> = match format {
                 Format::Png => Box::new(image::codecs::png::PngDecoder::new(cursor).map_err(err)?),
                 Format::Gif => Box::new(image::codecs::gif::GifDecoder::new(cursor).map_err(err)?),
-                Format::Tiff => Box::new(image::codecs::tiff::TiffDecoder::new(cursor).map_err(err)?),
+                Format::Tiff => {
+                    Box::new(image::codecs::tiff::TiffDecoder::new(cursor).map_err(err)?)
+                }
                 _ => Box::new(image::codecs::bmp::BmpDecoder::new(cursor).map_err(err)?),
             };
             let mut limits = image::Limits::default();
@@ -174,8 +195,9 @@ impl Probe<'_> {
                 let d = libjpeg::decode(data, n, memory_budget)?;
                 Ok(match d.pixels {
                     libjpeg::JpegPixels::Rgb => Pixels::Bitmap(
-                        Bitmap::from_raw(d.width, d.height, Channels::Rgb, d.data)
-                            .ok_or_else(|| Rejection::corrupt("JPEG decoder returned a short buffer"))?,
+                        Bitmap::from_raw(d.width, d.height, Channels::Rgb, d.data).ok_or_else(
+                            || Rejection::corrupt("JPEG decoder returned a short buffer"),
+                        )?,
                     ),
                     libjpeg::JpegPixels::Cmyk => Pixels::Cmyk {
                         width: d.width,
@@ -194,7 +216,11 @@ impl Probe<'_> {
                 }
                 let k = webp_shrink(min_scale);
                 let (w, h) = (header.width.div_ceil(k), header.height.div_ceil(k));
-                let channels = if header.has_alpha { Channels::Rgba } else { Channels::Rgb };
+                let channels = if header.has_alpha {
+                    Channels::Rgba
+                } else {
+                    Channels::Rgb
+                };
                 let bytes = u64::from(w) * u64::from(h) * channels.count() as u64;
                 if bytes > memory_budget {
                     return Err(Rejection::too_large(format!(
@@ -206,14 +232,18 @@ impl Probe<'_> {
                     .map(Pixels::Bitmap)
                     .ok_or_else(|| Rejection::corrupt("WebP decoder returned a short buffer"))
             }
-            Source::Image(decoder) => decode_with_image(format, decoder, memory_budget).map(Pixels::Bitmap),
+            Source::Image(decoder) => {
+                decode_with_image(format, decoder, memory_budget).map(Pixels::Bitmap)
+            }
         }
     }
 }
 
 /// The smallest N/8 JPEG scale that keeps at least `min_scale` of the stored size.
 pub fn jpeg_scale_eighths(min_scale: f64) -> u8 {
-    (1..=8u8).find(|&n| f64::from(n) / 8.0 >= min_scale - 1e-9).unwrap_or(8)
+    (1..=8u8)
+        .find(|&n| f64::from(n) / 8.0 >= min_scale - 1e-9)
+        .unwrap_or(8)
 }
 
 /// The largest integer WebP shrink factor that keeps at least `min_scale` (libvips does the same).
@@ -224,7 +254,11 @@ pub fn webp_shrink(min_scale: f64) -> u32 {
     ((1.0 / min_scale).floor() as u32).clamp(1, 8)
 }
 
-fn decode_with_image(format: Format, decoder: Box<dyn ImageDecoder + '_>, budget: u64) -> Result<Bitmap, Rejection> {
+fn decode_with_image(
+    format: Format,
+    decoder: Box<dyn ImageDecoder + '_>,
+    budget: u64,
+) -> Result<Bitmap, Rejection> {
     let (w, h) = decoder.dimensions();
     let color = decoder.color_type();
     let total = decoder.total_bytes();
@@ -235,18 +269,27 @@ fn decode_with_image(format: Format, decoder: Box<dyn ImageDecoder + '_>, budget
         )));
     }
     let mut buf = vec![0u8; total as usize];
-    decoder.read_image_boxed(&mut buf).map_err(|e| image_error(format, e))?;
+    decoder
+        .read_image_boxed(&mut buf)
+        .map_err(|e| image_error(format, e))?;
     let short = || Rejection::corrupt("decoder returned a short buffer");
     let px = w as usize * h as usize;
     let bitmap = match color {
         ColorType::Rgb8 => Bitmap::from_raw(w, h, Channels::Rgb, buf),
         ColorType::Rgba8 => Bitmap::from_raw(w, h, Channels::Rgba, buf),
-        ColorType::L8 => Bitmap::from_raw(w, h, Channels::Rgb, buf.iter().flat_map(|&v| [v, v, v]).collect()),
+        ColorType::L8 => Bitmap::from_raw(
+            w,
+            h,
+            Channels::Rgb,
+            buf.iter().flat_map(|&v| [v, v, v]).collect(),
+        ),
         ColorType::La8 => Bitmap::from_raw(
             w,
             h,
             Channels::Rgba,
-            buf.chunks_exact(2).flat_map(|p| [p[0], p[0], p[0], p[1]]).collect(),
+            buf.chunks_exact(2)
+                .flat_map(|p| [p[0], p[0], p[0], p[1]])
+                .collect(),
         ),
         ColorType::L16 | ColorType::La16 | ColorType::Rgb16 | ColorType::Rgba16 => {
             let n = color.channel_count() as usize;
@@ -256,7 +299,12 @@ fn decode_with_image(format: Format, decoder: Box<dyn ImageDecoder + '_>, budget
                 .collect();
             let (channels, data) = match n {
                 1 => (Channels::Rgb, v16.iter().flat_map(|&v| [v, v, v]).collect()),
-                2 => (Channels::Rgba, v16.chunks_exact(2).flat_map(|p| [p[0], p[0], p[0], p[1]]).collect()),
+                2 => (
+                    Channels::Rgba,
+                    v16.chunks_exact(2)
+                        .flat_map(|p| [p[0], p[0], p[0], p[1]])
+                        .collect(),
+                ),
                 3 => (Channels::Rgb, v16),
                 _ => (Channels::Rgba, v16),
             };
@@ -271,7 +319,16 @@ fn decode_with_image(format: Format, decoder: Box<dyn ImageDecoder + '_>, budget
                     (f.clamp(0.0, 1.0) * 255.0 + 0.5) as u8
                 })
                 .collect();
-            Bitmap::from_raw(w, h, if n == 3 { Channels::Rgb } else { Channels::Rgba }, v)
+            Bitmap::from_raw(
+                w,
+                h,
+                if n == 3 {
+                    Channels::Rgb
+                } else {
+                    Channels::Rgba
+                },
+                v,
+            )
         }
         other => {
             return Err(Rejection::unsupported(format!(

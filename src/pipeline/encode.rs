@@ -6,7 +6,11 @@ use crate::bitmap::{Bitmap, Channels};
 use crate::config::{Encoding, PipelineConfig};
 
 /// Encodes one rendition. Errors here are bugs or resource exhaustion, not bad input.
-pub fn encode(bitmap: &Bitmap, encoding: Encoding, config: &PipelineConfig) -> Result<Vec<u8>, String> {
+pub fn encode(
+    bitmap: &Bitmap,
+    encoding: Encoding,
+    config: &PipelineConfig,
+) -> Result<Vec<u8>, String> {
     match encoding {
         Encoding::Jpeg => {
             let flat;
@@ -17,7 +21,13 @@ pub fn encode(bitmap: &Bitmap, encoding: Encoding, config: &PipelineConfig) -> R
                     &flat
                 }
             };
-            crate::codec::libjpeg::encode_rgb(rgb.width, rgb.height, &rgb.data, config.jpeg.quality, config.jpeg.progressive)
+            crate::codec::libjpeg::encode_rgb(
+                rgb.width,
+                rgb.height,
+                &rgb.data,
+                config.jpeg.quality,
+                config.jpeg.progressive,
+            )
         }
         Encoding::Png => {
             use image::ImageEncoder;
@@ -56,16 +66,24 @@ fn encode_avif(bitmap: &Bitmap, quality: u8) -> Result<Vec<u8>, String> {
     let (w, h) = (bitmap.width as usize, bitmap.height as usize);
     let out = match bitmap.channels {
         Channels::Rgb => {
-            let px: Vec<ravif::RGB8> = bitmap.data.chunks_exact(3).map(|p| ravif::RGB8::new(p[0], p[1], p[2])).collect();
+            let px: Vec<ravif::RGB8> = bitmap
+                .data
+                .chunks_exact(3)
+                .map(|p| ravif::RGB8::new(p[0], p[1], p[2]))
+                .collect();
             enc.encode_rgb(ravif::Img::new(&px[..], w, h))
         }
         Channels::Rgba => {
-            let px: Vec<ravif::RGBA8> =
-                bitmap.data.chunks_exact(4).map(|p| ravif::RGBA8::new(p[0], p[1], p[2], p[3])).collect();
+            let px: Vec<ravif::RGBA8> = bitmap
+                .data
+                .chunks_exact(4)
+                .map(|p| ravif::RGBA8::new(p[0], p[1], p[2], p[3]))
+                .collect();
             enc.encode_rgba(ravif::Img::new(&px[..], w, h))
         }
     };
-    out.map(|o| o.avif_file).map_err(|e| format!("AVIF encoder: {e}"))
+    out.map(|o| o.avif_file)
+        .map_err(|e| format!("AVIF encoder: {e}"))
 }
 
 #[cfg(not(feature = "avif"))]

@@ -103,8 +103,14 @@ mod tests {
     #[test]
     fn reads_both_byte_orders() {
         for v in 1..=8 {
-            assert_eq!(orientation(&build_orientation_exif(v, false)).value(), v as u8);
-            assert_eq!(orientation(&build_orientation_exif(v, true)).value(), v as u8);
+            assert_eq!(
+                orientation(&build_orientation_exif(v, false)).value(),
+                v as u8
+            );
+            assert_eq!(
+                orientation(&build_orientation_exif(v, true)).value(),
+                v as u8
+            );
         }
     }
 

@@ -66,7 +66,10 @@ pub fn target(width: u32, height: u32, orientation: Orientation, spec: &Renditio
                 // The source is smaller than the box on some axis: keep the box's aspect at
                 // the source's own resolution instead of upscaling.
                 let g = (w / fbw).min(h / fbh);
-                (((fbw * g).floor() as u32).max(1), ((fbh * g).floor() as u32).max(1))
+                (
+                    ((fbw * g).floor() as u32).max(1),
+                    ((fbh * g).floor() as u32).max(1),
+                )
             };
             let f = f.min(1.0);
             let (cw, ch) = if f < 1.0 {
@@ -119,7 +122,10 @@ mod tests {
         // Cover with a box bigger than the source: the box aspect at source resolution.
         let t = target(300, 200, N, &spec(400, 400, Fit::Cover));
         assert_eq!((t.width, t.height), (200, 200));
-        assert_eq!((t.crop.x, t.crop.width, t.crop.height), (50.0, 200.0, 200.0));
+        assert_eq!(
+            (t.crop.x, t.crop.width, t.crop.height),
+            (50.0, 200.0, 200.0)
+        );
     }
 
     #[test]

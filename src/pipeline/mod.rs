@@ -110,7 +110,10 @@ impl Pipeline {
             return Err(ConfigError::new("JPEG_QUALITY", "must be 1..=100"));
         }
         if config.format == OutputFormat::Avif && !cfg!(feature = "avif") {
-            return Err(ConfigError::new("OUTPUT_FORMAT", "avif output needs the `avif` cargo feature"));
+            return Err(ConfigError::new(
+                "OUTPUT_FORMAT",
+                "avif output needs the `avif` cargo feature",
+            ));
         }
         let watermark = watermark::Watermark::new(&config.watermark)?;
         Ok(Pipeline {
@@ -139,7 +142,10 @@ impl Pipeline {
     pub fn render(&self, data: &[u8]) -> Result<RenderOutput, Rejection> {
         let limits = &self.config.limits;
         if data.is_empty() {
-            return Err(Rejection::new(crate::RejectKind::Empty, "the object is empty (0 bytes)"));
+            return Err(Rejection::new(
+                crate::RejectKind::Empty,
+                "the object is empty (0 bytes)",
+            ));
         }
         if data.len() as u64 > limits.max_input_bytes {
             return Err(Rejection::too_large(format!(
@@ -156,7 +162,9 @@ impl Pipeline {
         let probe = decode::probe(format, data, limits.max_working_bytes)?;
         let (width, height) = (probe.width, probe.height);
         if width == 0 || height == 0 {
-            return Err(Rejection::corrupt(format!("the image declares {width}x{height} pixels")));
+            return Err(Rejection::corrupt(format!(
+                "the image declares {width}x{height} pixels"
+            )));
         }
         let pixels = u64::from(width) * u64::from(height);
         if pixels > limits.max_input_pixels {
@@ -193,7 +201,11 @@ impl Pipeline {
         if source.channels == Channels::Rgba && (!has_alpha || encoding == Encoding::Jpeg) {
             // Opaque RGBA is resized as RGB (cheaper); JPEG output is flattened once here, which
             // equals flattening each rendition because the resize filter is linear.
-            source = if has_alpha { source.flatten(self.config.background) } else { source.into_rgb() };
+            source = if has_alpha {
+                source.flatten(self.config.background)
+            } else {
+                source.into_rgb()
+            };
         }
         timings.colour = t.elapsed();
 
@@ -209,7 +221,10 @@ impl Pipeline {
             timings.orient += t.elapsed();
 
             let t = Instant::now();
-            let watermarked = self.watermark.as_ref().is_some_and(|w| w.stamp(&mut bitmap));
+            let watermarked = self
+                .watermark
+                .as_ref()
+                .is_some_and(|w| w.stamp(&mut bitmap));
             timings.watermark += t.elapsed();
 
             let t = Instant::now();
@@ -255,7 +270,9 @@ impl Pipeline {
         targets: &[Target],
     ) -> Result<Vec<(Bitmap, Duration)>, Rejection> {
         let mut order: Vec<usize> = (0..targets.len()).collect();
-        order.sort_by_key(|&i| std::cmp::Reverse(u64::from(targets[i].width) * u64::from(targets[i].height)));
+        order.sort_by_key(|&i| {
+            std::cmp::Reverse(u64::from(targets[i].width) * u64::from(targets[i].height))
+        });
         let mut made: Vec<Option<(Bitmap, Duration)>> = vec![None; targets.len()];
         for &i in &order {
             let t = &targets[i];
@@ -266,7 +283,9 @@ impl Pipeline {
                     .iter()
                     .filter(|&&j| self.config.renditions[j].fit == Fit::Inside)
                     .filter_map(|&j| made[j].as_ref().map(|(b, _)| b))
-                    .filter(|b| f64::from(b.width) / f64::from(full_w) >= t.scale() * f64::from(ratio))
+                    .filter(|b| {
+                        f64::from(b.width) / f64::from(full_w) >= t.scale() * f64::from(ratio)
+                    })
                     .min_by_key(|b| b.pixels())
             });
             let src = from.unwrap_or(source);
@@ -280,8 +299,9 @@ impl Pipeline {
                 width: (t.crop.width * sx).min(f64::from(src.width)),
                 height: (t.crop.height * sy).min(f64::from(src.height)),
             };
-            let out = resize::resize(src, crop, t.width, t.height)
-                .map_err(|e| Rejection::corrupt(format!("resize to {}x{} failed: {e}", t.width, t.height)))?;
+            let out = resize::resize(src, crop, t.width, t.height).map_err(|e| {
+                Rejection::corrupt(format!("resize to {}x{} failed: {e}", t.width, t.height))
+            })?;
             made[i] = Some((out, start.elapsed()));
         }
         Ok(made.into_iter().flatten().collect())

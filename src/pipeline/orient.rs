@@ -14,7 +14,11 @@ pub fn apply(src: Bitmap, orientation: Orientation) -> Bitmap {
     }
     let (w, h) = (src.width as usize, src.height as usize);
     let n = src.channels.count();
-    let (ow, oh) = if orientation.swaps_axes() { (h, w) } else { (w, h) };
+    let (ow, oh) = if orientation.swaps_axes() {
+        (h, w)
+    } else {
+        (w, h)
+    };
     let mut out = vec![0u8; src.data.len()];
     for y in 0..oh {
         for x in 0..ow {

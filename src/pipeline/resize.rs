@@ -16,7 +16,12 @@ thread_local! {
 }
 
 /// Resizes the `crop` region of `src` (in `src`'s own pixel coordinates) to `width`×`height`.
-pub fn resize(src: &Bitmap, crop: Crop, width: u32, height: u32) -> Result<Bitmap, fr::ResizeError> {
+pub fn resize(
+    src: &Bitmap,
+    crop: Crop,
+    width: u32,
+    height: u32,
+) -> Result<Bitmap, fr::ResizeError> {
     let full = crop.x == 0.0
         && crop.y == 0.0
         && crop.width == f64::from(src.width)
@@ -26,7 +31,9 @@ pub fn resize(src: &Bitmap, crop: Crop, width: u32, height: u32) -> Result<Bitma
     }
     let pixel_type = src.channels.pixel_type();
     let src_view = fr::images::ImageRef::new(src.width, src.height, &src.data, pixel_type)
-        .map_err(|_| fr::ResizeError::SrcCroppingError(fr::CropBoxError::WidthOrHeightLessThanZero))?;
+        .map_err(|_| {
+            fr::ResizeError::SrcCroppingError(fr::CropBoxError::WidthOrHeightLessThanZero)
+        })?;
     let mut dst = fr::images::Image::new(width, height, pixel_type);
     let mut options = fr::ResizeOptions::new()
         .resize_alg(fr::ResizeAlg::Convolution(fr::FilterType::Lanczos3))
@@ -60,11 +67,19 @@ mod tests {
                 b.data[i..i + 4].copy_from_slice(&[255, 255, 255, 255]);
             }
         }
-        let full = Crop { x: 0.0, y: 0.0, width: w as f64, height: h as f64 };
+        let full = Crop {
+            x: 0.0,
+            y: 0.0,
+            width: w as f64,
+            height: h as f64,
+        };
         let r = resize(&b, full, 13, 2).unwrap();
         for p in r.data.chunks_exact(4) {
             if p[3] > 8 {
-                assert!(p[0] >= 250 && p[1] >= 250 && p[2] >= 250, "dark fringe: {p:?}");
+                assert!(
+                    p[0] >= 250 && p[1] >= 250 && p[2] >= 250,
+                    "dark fringe: {p:?}"
+                );
             }
         }
     }
@@ -77,11 +92,24 @@ mod tests {
         for y in 0..h {
             for x in 0..w {
                 let i = ((y * w + x) * 3) as usize;
-                b.data[i..i + 3].copy_from_slice(if x < w / 2 { &[255, 0, 0] } else { &[0, 0, 255] });
+                b.data[i..i + 3].copy_from_slice(if x < w / 2 {
+                    &[255, 0, 0]
+                } else {
+                    &[0, 0, 255]
+                });
             }
         }
-        let crop = Crop { x: 24.0, y: 0.0, width: 16.0, height: 10.0 };
+        let crop = Crop {
+            x: 24.0,
+            y: 0.0,
+            width: 16.0,
+            height: 10.0,
+        };
         let r = resize(&b, crop, 8, 5).unwrap();
-        assert!(r.data.chunks_exact(3).all(|p| p[2] > 240 && p[0] < 15), "{:?}", &r.data[..12]);
+        assert!(
+            r.data.chunks_exact(3).all(|p| p[2] > 240 && p[0] < 15),
+            "{:?}",
+            &r.data[..12]
+        );
     }
 }

@@ -96,7 +96,9 @@ fn describe_unknown(data: &[u8]) -> String {
     } else {
         "no known image format"
     };
-    format!("not a supported image: the content is {what} (supported: JPEG, PNG, WebP, GIF, TIFF, BMP)")
+    format!(
+        "not a supported image: the content is {what} (supported: JPEG, PNG, WebP, GIF, TIFF, BMP)"
+    )
 }
 
 fn looks_like_text(head: &[u8]) -> bool {
@@ -118,7 +120,10 @@ mod tests {
         assert_eq!(sniff(b"RIFF\0\0\0\0WEBPVP8 ").unwrap(), Format::Webp);
         assert_eq!(sniff(b"II*\0\x08\0\0\0").unwrap(), Format::Tiff);
         assert_eq!(sniff(b"MM\0*\0\0\0\x08").unwrap(), Format::Tiff);
-        assert_eq!(sniff(b"BM\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0").unwrap(), Format::Bmp);
+        assert_eq!(
+            sniff(b"BM\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0").unwrap(),
+            Format::Bmp
+        );
     }
 
     #[test]
@@ -127,7 +132,17 @@ mod tests {
         assert_eq!(r.kind, crate::RejectKind::Unsupported);
         assert!(r.reason.contains("HTML"), "{}", r.reason);
         assert!(sniff(b"hello world\n").unwrap_err().reason.contains("text"));
-        assert!(sniff(b"\0\0\0\x18ftypheic\0\0\0\0").unwrap_err().reason.contains("HEIF"));
-        assert!(sniff(b"RIFF\0\0\0\0AVI LIST").unwrap_err().reason.contains("no known"));
+        assert!(
+            sniff(b"\0\0\0\x18ftypheic\0\0\0\0")
+                .unwrap_err()
+                .reason
+                .contains("HEIF")
+        );
+        assert!(
+            sniff(b"RIFF\0\0\0\0AVI LIST")
+                .unwrap_err()
+                .reason
+                .contains("no known")
+        );
     }
 }

@@ -143,7 +143,8 @@ fn composite(dst: &mut Bitmap, mark: &ScaledMark, x0: u32, y0: u32) {
             match dst.channels {
                 Channels::Rgb => {
                     for c in 0..3 {
-                        d[c] = (u32::from(m[c]) + (u32::from(d[c]) * inv + 127) / 255).min(255) as u8;
+                        d[c] =
+                            (u32::from(m[c]) + (u32::from(d[c]) * inv + 127) / 255).min(255) as u8;
                     }
                 }
                 Channels::Rgba => {
@@ -165,13 +166,22 @@ fn composite(dst: &mut Bitmap, mark: &ScaledMark, x0: u32, y0: u32) {
 
 fn decode_mark(bytes: &[u8]) -> Result<Bitmap, ConfigError> {
     let err = |p: String| ConfigError::new("WATERMARK", p);
-    let img = image::load_from_memory(bytes).map_err(|e| err(format!("watermark image does not decode: {e}")))?;
-    if img.width() == 0 || img.height() == 0 || u64::from(img.width()) * u64::from(img.height()) > 16_000_000 {
-        return Err(err(format!("watermark is {}x{}; use up to 16 megapixels", img.width(), img.height())));
+    let img = image::load_from_memory(bytes)
+        .map_err(|e| err(format!("watermark image does not decode: {e}")))?;
+    if img.width() == 0
+        || img.height() == 0
+        || u64::from(img.width()) * u64::from(img.height()) > 16_000_000
+    {
+        return Err(err(format!(
+            "watermark is {}x{}; use up to 16 megapixels",
+            img.width(),
+            img.height()
+        )));
     }
     let rgba = img.to_rgba8();
     let (w, h) = rgba.dimensions();
-    Bitmap::from_raw(w, h, Channels::Rgba, rgba.into_raw()).ok_or_else(|| err("watermark buffer size mismatch".into()))
+    Bitmap::from_raw(w, h, Channels::Rgba, rgba.into_raw())
+        .ok_or_else(|| err("watermark buffer size mismatch".into()))
 }
 
 /// Renders `text` as white glyphs with a soft dark outline on transparency, `px` pixels high.
@@ -190,11 +200,37 @@ pub fn render_text(text: &str, px: f32) -> Result<Bitmap, ConfigError> {
     // Outline: the text in dark grey, offset around the centre; then white on top.
     let outline = image::Rgba([20, 20, 20, 200]);
     let o = (px / 24.0).ceil() as i32;
-    for (dx, dy) in [(-o, 0), (o, 0), (0, -o), (0, o), (-o, -o), (o, o), (-o, o), (o, -o)] {
-        imageproc::drawing::draw_text_mut(&mut canvas, outline, pad as i32 + dx, pad as i32 + dy, scale, &font, text);
+    for (dx, dy) in [
+        (-o, 0),
+        (o, 0),
+        (0, -o),
+        (0, o),
+        (-o, -o),
+        (o, o),
+        (-o, o),
+        (o, -o),
+    ] {
+        imageproc::drawing::draw_text_mut(
+            &mut canvas,
+            outline,
+            pad as i32 + dx,
+            pad as i32 + dy,
+            scale,
+            &font,
+            text,
+        );
     }
-    imageproc::drawing::draw_text_mut(&mut canvas, image::Rgba([255, 255, 255, 255]), pad as i32, pad as i32, scale, &font, text);
-    Bitmap::from_raw(w, h, Channels::Rgba, canvas.into_raw()).ok_or_else(|| err("text canvas size mismatch"))
+    imageproc::drawing::draw_text_mut(
+        &mut canvas,
+        image::Rgba([255, 255, 255, 255]),
+        pad as i32,
+        pad as i32,
+        scale,
+        &font,
+        text,
+    );
+    Bitmap::from_raw(w, h, Channels::Rgba, canvas.into_raw())
+        .ok_or_else(|| err("text canvas size mismatch"))
 }
 
 #[cfg(test)]
@@ -215,7 +251,10 @@ mod tests {
         // Top-left quadrant untouched.
         for y in 0..300 {
             let row = (y * 800 * 3) as usize;
-            assert_eq!(&b.data[row..row + 400 * 3], &before.data[row..row + 400 * 3]);
+            assert_eq!(
+                &b.data[row..row + 400 * 3],
+                &before.data[row..row + 400 * 3]
+            );
         }
         // Something changed in the bottom-right quadrant.
         let changed = (300..600).any(|y| (400..800).any(|x| b.pixel(x, y) != before.pixel(x, y)));
@@ -242,7 +281,8 @@ mod tests {
         let mut b = grey(400, 400);
         wm.stamp(&mut b);
         let changed_top = (0..200).any(|y| (0..200).any(|x| b.pixel(x, y) != [128, 128, 128, 255]));
-        let changed_bottom = (200..400).any(|y| (200..400).any(|x| b.pixel(x, y) != [128, 128, 128, 255]));
+        let changed_bottom =
+            (200..400).any(|y| (200..400).any(|x| b.pixel(x, y) != [128, 128, 128, 255]));
         assert!(changed_top && !changed_bottom);
     }
 
