@@ -127,6 +127,14 @@ def corpus_cache_dir(photos: Path, profile: str, base: str | None) -> Path:
     return root / f"photos-{profile}-{h.hexdigest()[:10]}"
 
 
+def bin_digest(cmd: list[str]) -> str | None:
+    import hashlib
+    try:
+        return hashlib.sha256(Path(cmd[-1]).read_bytes()).hexdigest()[:16]
+    except OSError:
+        return None
+
+
 def function_cmd(args) -> list[str]:
     if args.bin == "fake":
         return [sys.executable, str(HERE / "fake_function.py")]
@@ -207,11 +215,15 @@ def verify(uploads, dst_keys: dict, rendition_names: list[str]):
     return res, n_objects
 
 
-def parse_function_logs(logdir: Path) -> tuple[dict, int, list[str]]:
-    """EMF lines (JSON with _aws.CloudWatchMetrics) and ERROR-level log lines from stdout/stderr."""
+def parse_function_logs(logdir: Path) -> tuple[dict, dict, list[str]]:
+    """The function's EMF lines (JSON with _aws.CloudWatchMetrics; metrics keyed by name and
+    dimension set, per-image timing arrays summarised) and its ERROR-level log lines counted
+    by message (e.g. "image rejected" is an expected ERROR for the bad files)."""
     lines = 0
     metrics: dict[str, dict] = {}
-    errors, samples = 0, []
+    values: dict[str, list[float]] = defaultdict(list)
+    errors: Counter = Counter()
+    samples: list[str] = []
     for f in sorted(logdir.glob("*.log")):
         with open(f, "rb") as fh:
             for raw in fh:
@@ -225,23 +237,29 @@ def parse_function_logs(logdir: Path) -> tuple[dict, int, list[str]]:
                 if isinstance(aws, dict) and aws.get("CloudWatchMetrics"):
                     lines += 1
                     for d in aws["CloudWatchMetrics"]:
+                        dims = ",".join(sorted({x for ds in d.get("Dimensions") or [] for x in ds}))
                         for m in d.get("Metrics") or []:
                             name = m.get("Name")
+                            key = f"{name}{{{dims}}}" if dims and dims != "FunctionName" else name
                             v = doc.get(name)
-                            vals = v if isinstance(v, list) else [v]
-                            agg = metrics.setdefault(name, {"unit": m.get("Unit"), "sum": 0.0, "count": 0})
-                            for x in vals:
-                                if isinstance(x, (int, float)):
-                                    agg["sum"] += x
-                                    agg["count"] += 1
+                            vals = [x for x in (v if isinstance(v, list) else [v]) if isinstance(x, (int, float))]
+                            agg = metrics.setdefault(key, {"unit": m.get("Unit"), "sum": 0.0, "count": 0})
+                            agg["sum"] += sum(vals)
+                            agg["count"] += len(vals)
+                            if m.get("Unit") == "Milliseconds":
+                                values[key].extend(vals)
                 level = str(doc.get("level") or doc.get("log_level") or "").upper()
                 if level in ("ERROR", "FATAL"):
-                    errors += 1
-                    if len(samples) < 5:
-                        samples.append(raw.decode("utf-8", "replace")[:400])
-    for m in metrics.values():
+                    msg = str(doc.get("message") or doc.get("msg") or "?")[:120]
+                    errors[msg] += 1
+                    if msg != "image rejected" and len(samples) < 5:
+                        samples.append(raw.decode("utf-8", "replace")[:500])
+    for key, m in metrics.items():
         m["sum"] = round(m["sum"], 3)
-    return {"lines": lines, "metrics": metrics}, errors, samples
+        if key in values and values[key]:
+            m.update({q: round(report.pct(values[key], int(q[1:])), 2) for q in ("p50", "p90", "p99")})
+            m["mean"] = round(sum(values[key]) / len(values[key]), 2)
+    return {"lines": lines, "metrics": metrics}, dict(errors), samples
 
 
 def run_step(args, k: int, s3f, sqsf, be, cmd, uploads_tmpl, rnames, xray: XRaySink, run_tag: str, out: Path):
@@ -330,11 +348,15 @@ def run_step(args, k: int, s3f, sqsf, be, cmd, uploads_tmpl, rnames, xray: XRayS
     comp_times = sorted(tracker.completed.values())
     span = (comp_times[-1] - first_put) if comp_times else None
     images_per_s = len(comp_times) / span if span else None
-    bins = defaultdict(int)
-    for t in comp_times:
-        bins[int((t - first_put) // 2)] += 1
-    nb = int((t_end - first_put) // 2) + 1
-    timeline = [(b * 2 + 1, bins.get(b, 0) / 2) for b in range(nb)]
+    # throughput: completions in a trailing 5 s window, sampled every 0.5 s
+    timeline, rel, j0, j1 = [], [t - first_put for t in comp_times], 0, 0
+    for i in range(int((t_end - first_put) / 0.5) + 2):
+        x = i * 0.5
+        while j1 < len(rel) and rel[j1] <= x:
+            j1 += 1
+        while j0 < j1 and rel[j0] <= x - 5.0:
+            j0 += 1
+        timeline.append((x, (j1 - j0) / min(5.0, max(x, 0.5))))
     recs = esm.records
     durations = [r.duration_ms if r.duration_ms is not None else (r.ended - r.started) * 1000 for r in recs]
     cpu_total = sum(e["cpu_s"] for e in env_summaries)
@@ -379,7 +401,7 @@ def run_step(args, k: int, s3f, sqsf, be, cmd, uploads_tmpl, rnames, xray: XRayS
         "queue_left": queue_left,
         "notifications_native": native,
         "emf": emf,
-        "log_errors": log_errors,
+        "log_errors_by_message": log_errors,
         "log_error_samples": error_samples,
         "xray_datagrams": xray.count - xray0,
         "rejection_report_sample": reject_sample,
@@ -388,7 +410,7 @@ def run_step(args, k: int, s3f, sqsf, be, cmd, uploads_tmpl, rnames, xray: XRayS
         "upload_errors": [u.error for u in uploads if u.error][:10],
         "_latencies_ms": list(lat.values()),
         "_timeline": timeline,
-        "_invocations": [(r.batch, d) for r, d in zip(recs, durations)],
+        "_invocations": [(r.ended - first_put, d, r.batch, r.env) for r, d in zip(recs, durations)],
     }
     log(f"ENVS={k}: {step['rendered_uploads']} rendered, {step['rejected']} rejected, LOST {step['lost']}, "
         f"{step['images_per_s']} images/s, latency p50 {step['latency_ms']['p50']} ms p99 {step['latency_ms']['p99']} ms, "
@@ -472,7 +494,7 @@ def main(argv=None) -> int:
             "backend": be.describe(),
             "notifications": "S3 → SQS by the emulator" if all(s["notifications_native"] for s in steps)
             else "S3 → SQS EMULATED by the uploader (the emulator did not deliver notifications)",
-            "config": {"n": args.n, "envs": args.envs_list, "bin": args.bin, "profile": args.profile,
+            "config": {"n": args.n, "envs": args.envs_list, "bin": args.bin, "bin_sha256": bin_digest(cmd), "profile": args.profile,
                        "photos": args.photos, "batch_size": args.batch_size, "window_s": args.window,
                        "visibility_timeout_s": args.visibility_timeout, "function_timeout_s": args.function_timeout,
                        "memory_mb": args.memory, "renditions": args.renditions, "rate": args.rate,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import sys
 import time
@@ -75,6 +76,7 @@ class Backend:
             self.log(f"stopping {self.kind} (pid {self.proc.pid})")
             procs.stop(self.proc, grace=8.0)
             self.proc = None
+            shutil.rmtree(self.workdir / "localstack-fs", ignore_errors=True)   # its temp object data
 
     def _http_ok(self, path: str) -> bool:
         try:

@@ -75,10 +75,10 @@ def charts(out: Path, steps: list[dict]) -> list[str]:
             continue
         xs = [t for t, _ in tl]
         ys = [v for _, v in tl]
-        ax.plot(xs, ys, color=colors[i % len(colors)], lw=1.6, drawstyle="steps-mid",
+        ax.plot(xs, ys, color=colors[i % len(colors)], lw=1.6,
                 label=f"ENVS={s['envs']}  ({_fmt(s['images_per_s'], 1)} images/s overall)")
     ax.set_xlabel("seconds since the first upload")
-    ax.set_ylabel("images completed per second (2 s bins)")
+    ax.set_ylabel("images completed per second\n(trailing 5 s window)")
     ax.set_title("Throughput over time, per number of execution environments")
     ax.grid(alpha=0.3)
     ax.set_ylim(bottom=0)
@@ -111,19 +111,21 @@ def charts(out: Path, steps: list[dict]) -> list[str]:
     fig.savefig(out / "latency.png")
     plt.close(fig)
     files.append("latency.png")
-    # 3. invocation duration vs batch size
+    # 3. invocation durations over time
     fig, ax = plt.subplots(figsize=(9, 4.2), dpi=110)
     for i, s in enumerate(steps):
         inv = s.get("_invocations") or []
         if inv:
-            ax.scatter([b for b, _ in inv], [d / 1000 for _, d in inv], s=10, alpha=0.45,
-                       color=colors[i % len(colors)], label=f"ENVS={s['envs']}")
-    ax.set_xlabel("messages in the batch")
+            ax.scatter([t for t, *_ in inv], [d / 1000 for _, d, *_ in inv], s=[8 + 2.5 * b for _, _, b, _ in inv],
+                       alpha=0.55, color=colors[i % len(colors)],
+                       label=f"ENVS={s['envs']}  p50 {_fmt(s['invocation_ms']['p50'])} ms, "
+                             f"p99 {_fmt(s['invocation_ms']['p99'])} ms")
+    ax.set_xlabel("seconds since the first upload (invocation end)")
     ax.set_ylabel("invocation duration, s")
-    ax.set_title("Invocation duration by batch size (each dot = one invocation)")
+    ax.set_title("Invocations over time (dot size = messages in the batch)")
     ax.grid(alpha=0.3)
     ax.set_ylim(bottom=0)
-    ax.legend(fontsize=9)
+    ax.legend(fontsize=9, loc="upper right")
     fig.tight_layout()
     fig.savefig(out / "invocations.png")
     plt.close(fig)
@@ -181,11 +183,24 @@ def markdown(doc: dict, chart_files: list[str]) -> str:
             p99 = _fmt(k["latency_ms"]["p99"] / 1000 if k["latency_ms"]["p99"] is not None else None, 2)
             L.append(f"| {s['envs']} | {kind} | {k['uploads']} | {k['lost']} | {k['unexpected']} | {p50} / {p99} |")
     L.append("")
+    stages = [m for m in ("DownloadDuration", "DecodeDuration", "OrientDuration", "ColourDuration", "ResizeDuration",
+                          "WatermarkDuration", "EncodeDuration", "UploadDuration")
+              if any(m in s["emf"]["metrics"] for s in steps)]
+    if stages:
+        L.append("## Per-image stage timings (from the function's EMF metrics)\n")
+        L.append("p50 / p99 in ms, per image.\n")
+        L.append("| ENVS | " + " | ".join(m.removesuffix("Duration").lower() for m in stages) + " |")
+        L.append("|---:|" + "---|" * len(stages))
+        for s in steps:
+            mm = s["emf"]["metrics"]
+            L.append(f"| {s['envs']} | " + " | ".join(
+                f"{_fmt(mm[m].get('p50'), 1)} / {_fmt(mm[m].get('p99'), 1)}" if m in mm else "–" for m in stages) + " |")
+        L.append("")
     L.append("## Details per step\n")
     for s in steps:
         L.append(f"- **ENVS={s['envs']}**: wall {s['wall_s']} s; {s['invocations']} invocations "
                  f"(outcomes {s['outcomes']}), {s['failed_items']} failed items, {s['redelivered']} redeliveries; "
-                 f"restarts {s['env_restarts']}; EMF lines {s['emf']['lines']}; log lines at ERROR {s['log_errors']}; "
+                 f"restarts {s['env_restarts']}; EMF lines {s['emf']['lines']}; ERROR log lines {s['log_errors_by_message'] or 0}; "
                  f"X-Ray datagrams {s['xray_datagrams']}; queue left {s['queue_left']}; "
                  f"unexpected outcomes {len(s['unexpected'])}; harness errors {len(s['harness_errors'])}"
                  + (f"; **timed out after {s['timeout_s']} s**" if s["timed_out"] else ""))
