@@ -28,6 +28,7 @@ def free_port() -> int:
 
 def port_free(port: int) -> bool:
     with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)   # TIME_WAIT of a previous run is fine
         try:
             s.bind(("127.0.0.1", port))
             return True

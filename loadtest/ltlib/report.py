@@ -202,6 +202,7 @@ def markdown(doc: dict, chart_files: list[str]) -> str:
                  f"(outcomes {s['outcomes']}), {s['failed_items']} failed items, {s['redelivered']} redeliveries; "
                  f"restarts {s['env_restarts']}; EMF lines {s['emf']['lines']}; ERROR log lines {s['log_errors_by_message'] or 0}; "
                  f"X-Ray datagrams {s['xray_datagrams']}; queue left {s['queue_left']}; "
+                 f"objects the emulator's listing missed (found by HEAD) {s['listing_misses']['count']}; "
                  f"unexpected outcomes {len(s['unexpected'])}; harness errors {len(s['harness_errors'])}"
                  + (f"; **timed out after {s['timeout_s']} s**" if s["timed_out"] else ""))
     L.append("")
