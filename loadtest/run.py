@@ -299,6 +299,12 @@ def run_step(args, k: int, s3f, sqsf, be, cmd, uploads_tmpl, rnames, xray: XRayS
     tracker = Tracker(expected={u.key for u in uploads})
     esm = EventSourceMapping(sqsf, qurl, qarn, REGION, envs, args.batch_size, args.window, tracker, log)
     xray0 = xray.count
+    load_samples, load_stop = [], threading.Event()
+
+    def sample_load():                        # the machine is shared: record how busy it was
+        while not load_stop.wait(2.0):
+            load_samples.append(os.getloadavg()[0])
+    threading.Thread(target=sample_load, daemon=True, name="loadavg").start()
     deadline = time.time() + args.timeout
     t0 = time.time()
     timed_out = False
@@ -334,6 +340,8 @@ def run_step(args, k: int, s3f, sqsf, be, cmd, uploads_tmpl, rnames, xray: XRayS
             env_summaries.append(e.summary())
             e.close()
     t_end = time.time()
+    load_stop.set()
+    load_samples = load_samples or [os.getloadavg()[0]]
     queue_left = {}
     try:
         a = sqs.get_queue_attributes(QueueUrl=qurl, AttributeNames=[
@@ -418,6 +426,10 @@ def run_step(args, k: int, s3f, sqsf, be, cmd, uploads_tmpl, rnames, xray: XRayS
         "timed_out": timed_out,
         "timeout_s": args.timeout,
         "queue_left": queue_left,
+        "machine_load_1min": {"mean": round(sum(load_samples) / len(load_samples), 2),
+                              "max": round(max(load_samples), 2),
+                              "cpus": os.cpu_count(),
+                              "note": "load from everything on the machine, this test included (~2-4 of it)"},
         "listing_misses": {"count": len(listing_misses), "sample": listing_misses[:5]},
         "notifications_native": native,
         "emf": emf,

@@ -162,6 +162,10 @@ def markdown(doc: dict, chart_files: list[str]) -> str:
                  f"{', '.join(_fmt(x) for x in cold['per_env']) or '–'} | {_fmt(s['peak_rss_mib']['max'], 1)} | "
                  f"{_fmt(s['cpu_ms_per_image'])} | {_fmt(s['cost_per_million_images']['usd'], 2)} |")
     L.append("")
+    loads = [s["machine_load_1min"]["mean"] for s in steps if s.get("machine_load_1min")]
+    if loads and max(loads) > 2 * (doc["config"]["machine"]["cpus"] or 2):
+        L.append(f"⚠ The machine was busy with other work during this run (mean 1-min load up to {max(loads)} on "
+                 f"{doc['config']['machine']['cpus']} cores): throughput, latency and durations are pessimistic.\n")
     L.append(f"\\* Lambda arm64 prices (${PRICE_GB_S_ARM64:.10f} per GB-s, $0.20 per 1M requests) at "
              f"{cfg['memory_mb']} MB, applied to the invocation durations **measured on this x86-64 machine** "
              f"(2 cores shared by the function processes, the emulator and the harness): an estimate only.\n")
@@ -198,7 +202,9 @@ def markdown(doc: dict, chart_files: list[str]) -> str:
         L.append("")
     L.append("## Details per step\n")
     for s in steps:
-        L.append(f"- **ENVS={s['envs']}**: wall {s['wall_s']} s; {s['invocations']} invocations "
+        L.append(f"- **ENVS={s['envs']}**: wall {s['wall_s']} s; machine load (1 min) "
+                 f"mean {s['machine_load_1min']['mean']}, max {s['machine_load_1min']['max']} on {s['machine_load_1min']['cpus']} cores; "
+                 f"{s['invocations']} invocations "
                  f"(outcomes {s['outcomes']}), {s['failed_items']} failed items, {s['redelivered']} redeliveries; "
                  f"restarts {s['env_restarts']}; EMF lines {s['emf']['lines']}; ERROR log lines {s['log_errors_by_message'] or 0}; "
                  f"X-Ray datagrams {s['xray_datagrams']}; queue left {s['queue_left']}; "
