@@ -82,7 +82,8 @@ def charts(out: Path, steps: list[dict]) -> list[str]:
     ax.set_title("Throughput over time, per number of execution environments")
     ax.grid(alpha=0.3)
     ax.set_ylim(bottom=0)
-    ax.legend(loc="upper right", fontsize=9)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(loc="upper right", fontsize=9)
     fig.tight_layout()
     fig.savefig(out / "throughput.png")
     plt.close(fig)
@@ -106,7 +107,8 @@ def charts(out: Path, steps: list[dict]) -> list[str]:
     ax.set_ylim(0, 101)
     ax.set_xlim(left=0)
     ax.grid(alpha=0.3)
-    ax.legend(loc="lower right", fontsize=9)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(loc="lower right", fontsize=9)
     fig.tight_layout()
     fig.savefig(out / "latency.png")
     plt.close(fig)
@@ -125,7 +127,8 @@ def charts(out: Path, steps: list[dict]) -> list[str]:
     ax.set_title("Invocations over time (dot size = messages in the batch)")
     ax.grid(alpha=0.3)
     ax.set_ylim(bottom=0)
-    ax.legend(fontsize=9, loc="upper right")
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=9, loc="upper right")
     fig.tight_layout()
     fig.savefig(out / "invocations.png")
     plt.close(fig)
