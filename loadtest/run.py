@@ -375,15 +375,16 @@ def run_step(args, k: int, s3f, sqsf, be, cmd, uploads_tmpl, rnames, xray: XRayS
     comp_times = sorted(tracker.completed.values())
     span = (comp_times[-1] - first_put) if comp_times else None
     images_per_s = len(comp_times) / span if span else None
-    # throughput: completions in a trailing 5 s window, sampled every 0.5 s
+    # throughput: completions in a trailing window (5-15 s, ~1/15 of the step), every 0.5 s
+    win = min(15.0, max(5.0, round((t_end - first_put) / 15)))
     timeline, rel, j0, j1 = [], [t - first_put for t in comp_times], 0, 0
     for i in range(int((t_end - first_put) / 0.5) + 2):
         x = i * 0.5
         while j1 < len(rel) and rel[j1] <= x:
             j1 += 1
-        while j0 < j1 and rel[j0] <= x - 5.0:
+        while j0 < j1 and rel[j0] <= x - win:
             j0 += 1
-        timeline.append((x, (j1 - j0) / min(5.0, max(x, 0.5))))
+        timeline.append((x, (j1 - j0) / min(win, max(x, 0.5))))
     recs = esm.records
     durations = [r.duration_ms if r.duration_ms is not None else (r.ended - r.started) * 1000 for r in recs]
     cpu_total = sum(e["cpu_s"] for e in env_summaries)
@@ -442,6 +443,7 @@ def run_step(args, k: int, s3f, sqsf, be, cmd, uploads_tmpl, rnames, xray: XRayS
         "upload_errors": [u.error for u in uploads if u.error][:10],
         "_latencies_ms": list(lat.values()),
         "_timeline": timeline,
+        "_throughput_window_s": win,
         "_invocations": [(r.ended - first_put, d, r.batch, r.env) for r, d in zip(recs, durations)],
     }
     log(f"ENVS={k}: {step['rendered_uploads']} rendered, {step['rejected']} rejected, LOST {step['lost']}, "

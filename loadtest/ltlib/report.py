@@ -78,7 +78,8 @@ def charts(out: Path, steps: list[dict]) -> list[str]:
         ax.plot(xs, ys, color=colors[i % len(colors)], lw=1.6,
                 label=f"ENVS={s['envs']}  ({_fmt(s['images_per_s'], 1)} images/s overall)")
     ax.set_xlabel("seconds since the first upload")
-    ax.set_ylabel("images completed per second\n(trailing 5 s window)")
+    wins = sorted({s.get("_throughput_window_s", 5) for s in steps})
+    ax.set_ylabel(f"images completed per second\n(trailing {'/'.join(f'{w:g}' for w in wins)} s window)")
     ax.set_title("Throughput over time, per number of execution environments")
     ax.grid(alpha=0.3)
     ax.set_ylim(bottom=0)
