@@ -77,6 +77,8 @@ def parse_args(argv=None):
     ap.add_argument("--cache", default=None, help="cache dir for downscaled photos "
                                                   "(default ~/.cache/renditions-loadtest)")
     ap.add_argument("--keep", action="store_true", help="keep buckets and queues after each step")
+    ap.add_argument("--replot", action="store_true", help="only rebuild report.md and the charts from "
+                                                          "--out's report.json + series.json")
     a = ap.parse_args(argv)
     a.envs_list = [int(x) for x in a.envs.split(",") if x.strip()]
     if not a.envs_list or any(e < 1 or e > 64 for e in a.envs_list) or a.n < 1 or not 1 <= a.batch_size <= 10000:
@@ -375,16 +377,6 @@ def run_step(args, k: int, s3f, sqsf, be, cmd, uploads_tmpl, rnames, xray: XRayS
     comp_times = sorted(tracker.completed.values())
     span = (comp_times[-1] - first_put) if comp_times else None
     images_per_s = len(comp_times) / span if span else None
-    # throughput: completions in a trailing window (5-15 s, ~1/15 of the step), every 0.5 s
-    win = min(15.0, max(5.0, round((t_end - first_put) / 15)))
-    timeline, rel, j0, j1 = [], [t - first_put for t in comp_times], 0, 0
-    for i in range(int((t_end - first_put) / 0.5) + 2):
-        x = i * 0.5
-        while j1 < len(rel) and rel[j1] <= x:
-            j1 += 1
-        while j0 < j1 and rel[j0] <= x - win:
-            j0 += 1
-        timeline.append((x, (j1 - j0) / min(win, max(x, 0.5))))
     recs = esm.records
     durations = [r.duration_ms if r.duration_ms is not None else (r.ended - r.started) * 1000 for r in recs]
     cpu_total = sum(e["cpu_s"] for e in env_summaries)
@@ -442,8 +434,8 @@ def run_step(args, k: int, s3f, sqsf, be, cmd, uploads_tmpl, rnames, xray: XRayS
         "harness_errors": esm.errors[:20],
         "upload_errors": [u.error for u in uploads if u.error][:10],
         "_latencies_ms": list(lat.values()),
-        "_timeline": timeline,
-        "_throughput_window_s": win,
+        "_completions_s": [round(t - first_put, 3) for t in comp_times],
+        "_wall_s": t_end - first_put,
         "_invocations": [(r.ended - first_put, d, r.batch, r.env) for r, d in zip(recs, durations)],
     }
     log(f"ENVS={k}: {step['rendered_uploads']} rendered, {step['rejected']} rejected, LOST {step['lost']}, "
@@ -477,8 +469,12 @@ def main(argv=None) -> int:
     global _log_file
     args = parse_args(argv)
     out = Path(args.out).resolve()
+    if args.replot:
+        report.replot(out)
+        return 0
     out.mkdir(parents=True, exist_ok=True)
-    for old in ["report.json", "report.md", "throughput.png", "latency.png", "invocations.png", "run.log"]:
+    for old in ["report.json", "report.md", "series.json", "throughput.png", "latency.png", "invocations.png",
+                "run.log"]:
         (out / old).unlink(missing_ok=True)
     shutil.rmtree(out / "logs", ignore_errors=True)
     (out / "logs").mkdir()
@@ -542,10 +538,7 @@ def main(argv=None) -> int:
                            "sources": len(sources), "repo_fixtures": len(fixtures)},
             "envs": steps,
         }
-        chart_files = report.charts(out, steps)
-        public = dict(doc, envs=[{k: v for k, v in s.items() if not k.startswith("_")} for s in steps])
-        report.write_json(out / "report.json", public)
-        (out / "report.md").write_text(report.markdown(public, chart_files))
+        report.write_all(out, doc)
         log(f"report: {out / 'report.md'}; lost = {doc['lost']}")
         incomplete = len(steps) != len(args.envs_list)
         return 1 if doc["lost"] or incomplete else 0

@@ -60,6 +60,41 @@ def _fmt(v, nd=0, unit=""):
     return f"{v}{unit}"
 
 
+def rolling_rate(rel: list[float], wall: float, win: float, step: float = 0.5) -> list[tuple[float, float]]:
+    """Completions per second in a trailing `win`-second window, sampled every `step` s."""
+    rel = sorted(rel)
+    out, j0, j1 = [], 0, 0
+    for i in range(int(wall / step) + 2):
+        x = i * step
+        while j1 < len(rel) and rel[j1] <= x:
+            j1 += 1
+        while j0 < j1 and rel[j0] <= x - win:
+            j0 += 1
+        out.append((x, (j1 - j0) / min(win, max(x, step))))
+    return out
+
+
+SERIES = ("_latencies_ms", "_completions_s", "_wall_s", "_invocations")
+
+
+def write_all(out: Path, doc: dict) -> None:
+    """report.json (public fields), series.json (raw per-step series), charts, report.md."""
+    steps = doc["envs"]
+    public = dict(doc, envs=[{k: v for k, v in s.items() if not k.startswith("_")} for s in steps])
+    write_json(out / "report.json", public)
+    (out / "series.json").write_text(json.dumps([{k: s.get(k) for k in ("envs",) + SERIES} for s in steps]))
+    files = charts(out, steps)
+    (out / "report.md").write_text(markdown(public, files))
+
+
+def replot(out: Path) -> None:
+    doc = json.loads((out / "report.json").read_text())
+    series = {s["envs"]: s for s in json.loads((out / "series.json").read_text())}
+    for s in doc["envs"]:
+        s.update({k: v for k, v in series.get(s["envs"], {}).items() if k != "envs"})
+    write_all(out, doc)
+
+
 def charts(out: Path, steps: list[dict]) -> list[str]:
     import matplotlib
     matplotlib.use("Agg")
@@ -69,8 +104,9 @@ def charts(out: Path, steps: list[dict]) -> list[str]:
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     # 1. throughput over time
     fig, ax = plt.subplots(figsize=(9, 4.2), dpi=110)
+    win = min(15.0, max(5.0, round(max((s.get("_wall_s") or 0) for s in steps) / 15))) if steps else 5.0
     for i, s in enumerate(steps):
-        tl = s.get("_timeline") or []
+        tl = rolling_rate(s.get("_completions_s") or [], s.get("_wall_s") or 0, win)
         if not tl:
             continue
         xs = [t for t, _ in tl]
@@ -78,8 +114,7 @@ def charts(out: Path, steps: list[dict]) -> list[str]:
         ax.plot(xs, ys, color=colors[i % len(colors)], lw=1.6,
                 label=f"ENVS={s['envs']}  ({_fmt(s['images_per_s'], 1)} images/s overall)")
     ax.set_xlabel("seconds since the first upload")
-    wins = sorted({s.get("_throughput_window_s", 5) for s in steps})
-    ax.set_ylabel(f"images completed per second\n(trailing {'/'.join(f'{w:g}' for w in wins)} s window)")
+    ax.set_ylabel(f"images completed per second\n(trailing {win:g} s window)")
     ax.set_title("Throughput over time, per number of execution environments")
     ax.grid(alpha=0.3)
     ax.set_ylim(bottom=0)
