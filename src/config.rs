@@ -363,6 +363,21 @@ pub struct Limits {
     pub max_working_bytes: u64,
 }
 
+impl Limits {
+    /// The per-image working budget for a function with `memory_mb` of memory that renders
+    /// `concurrent` images at once: what is left after a fixed reserve for the runtime, the
+    /// binary, S3 buffers (input object and outputs) and allocator slack, shared equally.
+    pub fn working_bytes_for_memory(memory_mb: u64, concurrent: u64, max_input_bytes: u64) -> u64 {
+        const RESERVE: u64 = 96 << 20;
+        let total = memory_mb << 20;
+        let per_image_io = max_input_bytes.min(64 << 20);
+        let usable = total
+            .saturating_sub(RESERVE)
+            .saturating_sub(per_image_io * concurrent.max(1));
+        (usable / concurrent.max(1)).max(16 << 20)
+    }
+}
+
 impl Default for Limits {
     fn default() -> Self {
         Limits {
@@ -468,6 +483,16 @@ mod tests {
             assert_eq!(e.setting, "RENDITIONS", "{bad}");
             assert!(!e.problem.is_empty());
         }
+    }
+
+    #[test]
+    fn memory_budget_shrinks_with_memory_and_concurrency() {
+        let big = Limits::working_bytes_for_memory(1769, 1, 50 << 20);
+        let small = Limits::working_bytes_for_memory(512, 1, 50 << 20);
+        let shared = Limits::working_bytes_for_memory(1769, 3, 50 << 20);
+        assert!(big > small && big > shared);
+        assert!(small < 512 << 20 && small >= 16 << 20);
+        assert_eq!(Limits::working_bytes_for_memory(128, 8, 50 << 20), 16 << 20);
     }
 
     #[test]

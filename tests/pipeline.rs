@@ -689,3 +689,21 @@ fn cover_spec_fit_is_parsed() {
     let r = RenditionSpec::parse_list("RENDITIONS", "sq:10x10:cover").unwrap();
     assert_eq!(r[0].fit, Fit::Cover);
 }
+
+#[test]
+fn memory_budget_refuses_what_does_not_fit() {
+    // A progressive 2000x2000 JPEG keeps ~12 MB of coefficients; a 4 MiB budget refuses it
+    // cleanly, a generous one renders it.
+    let b = Bitmap::new(2000, 2000, Channels::Rgb);
+    let progressive = libjpeg::encode_rgb(2000, 2000, &b.data, 80, true).unwrap();
+    let mut c = config("r:200");
+    c.limits.max_working_bytes = 4 << 20;
+    let err = Pipeline::new(c.clone())
+        .unwrap()
+        .render(&progressive)
+        .unwrap_err();
+    assert_eq!(err.kind, RejectKind::TooLarge);
+    assert!(err.reason.contains("memory budget"), "{}", err.reason);
+    c.limits.max_working_bytes = 64 << 20;
+    assert!(Pipeline::new(c).unwrap().render(&progressive).is_ok());
+}

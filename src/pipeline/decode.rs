@@ -176,6 +176,62 @@ fn chroma_name(sampling: &[(u8, u8)]) -> String {
 }
 
 impl Probe<'_> {
+    /// Estimated peak bytes of pixel memory to decode at `min_scale` and carry the result
+    /// through colour conversion (two buffers of the decoded size), plus what the decoder keeps
+    /// internally: a progressive JPEG holds every DCT coefficient of the full-size image
+    /// (2 bytes per sample) until its last scan.
+    pub fn working_bytes(&self, min_scale: f64) -> u64 {
+        let (w, h) = (u64::from(self.width), u64::from(self.height));
+        match &self.source {
+            Source::Jpeg { header, .. } => {
+                let n = u64::from(jpeg_scale_eighths(min_scale));
+                let (ow, oh) = ((w * n).div_ceil(8), (h * n).div_ceil(8));
+                let channels = if header.components == 4 { 4 } else { 3 };
+                let out = ow * oh * channels;
+                let coefficients = if header.progressive {
+                    let hmax = header
+                        .sampling
+                        .iter()
+                        .map(|s| u64::from(s.0.max(1)))
+                        .max()
+                        .unwrap_or(1);
+                    let vmax = header
+                        .sampling
+                        .iter()
+                        .map(|s| u64::from(s.1.max(1)))
+                        .max()
+                        .unwrap_or(1);
+                    header
+                        .sampling
+                        .iter()
+                        .map(|&(hs, vs)| {
+                            let cw = (w * u64::from(hs.max(1)))
+                                .div_ceil(hmax)
+                                .next_multiple_of(8);
+                            let ch = (h * u64::from(vs.max(1)))
+                                .div_ceil(vmax)
+                                .next_multiple_of(8);
+                            cw * ch * 2
+                        })
+                        .sum()
+                } else {
+                    0
+                };
+                out * 2 + coefficients
+            }
+            Source::Webp { header, .. } => {
+                let k = if header.animated {
+                    1
+                } else {
+                    u64::from(webp_shrink(min_scale))
+                };
+                // libwebp keeps YUV planes of the full frame (1.5 bytes per pixel) while scaling.
+                w.div_ceil(k) * h.div_ceil(k) * 4 * 2 + w * h * 3 / 2
+            }
+            Source::Image(d) => d.total_bytes().saturating_mul(2),
+        }
+    }
+
     /// Whether the source may carry transparency (a hint; the decoded pixels decide).
     pub fn may_have_alpha(&self) -> bool {
         match &self.source {

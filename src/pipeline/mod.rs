@@ -189,6 +189,15 @@ impl Pipeline {
         };
         let detail = probe.detail.clone();
         let icc = probe.icc.clone();
+        let working = probe.working_bytes(min_scale);
+        if working > limits.max_working_bytes {
+            return Err(Rejection::too_large(format!(
+                "{width}x{height} {} needs about {} MiB to decode, over the memory budget of {} MiB",
+                format.as_str().to_uppercase(),
+                working >> 20,
+                limits.max_working_bytes >> 20
+            )));
+        }
         let decoded = probe.decode(min_scale, limits.max_working_bytes)?;
         timings.decode = t.elapsed();
 
