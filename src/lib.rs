@@ -11,6 +11,10 @@ pub mod bitmap;
 pub mod cli;
 pub mod codec;
 pub mod config;
+#[cfg(feature = "lambda")]
+pub mod lambda;
+#[cfg(feature = "lambda")]
+pub mod local;
 pub mod pipeline;
 pub mod reject;
 pub mod telemetry;

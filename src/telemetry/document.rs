@@ -63,6 +63,18 @@ impl FieldValue {
         }
     }
 
+    /// Epoch seconds (float or integer) as epoch microseconds; `None` if not a time.
+    fn as_epoch_micros(&self) -> Option<u64> {
+        let secs = match self {
+            Self::F64(v) => *v,
+            Self::U64(v) => *v as f64,
+            Self::I64(v) => *v as f64,
+            Self::Str(s) => s.trim().parse().ok()?,
+            Self::Bool(_) => return None,
+        };
+        (secs.is_finite() && secs > 0.0).then(|| (secs * 1e6).round() as u64)
+    }
+
     /// JSON value for annotations/metadata; `None` for non-finite floats (X-Ray rejects null).
     fn into_json(self) -> Option<Value> {
         Some(match self {
@@ -113,6 +125,10 @@ pub(crate) struct Subsegment {
     pub(crate) ctx: Arc<TraceContext>,
     start_micros: u64,
     started: Instant,
+    /// Explicit times (`xray.start_time` / `xray.end_time`, epoch seconds) for work that was
+    /// timed elsewhere, e.g. pipeline stages reported as durations after the fact.
+    start_override: Option<u64>,
+    end_override: Option<u64>,
     namespace: Option<&'static str>,
     rpc_system_aws: bool,
     aws: AwsBlock,
@@ -138,6 +154,8 @@ impl Subsegment {
             ctx,
             start_micros: now_micros(),
             started: Instant::now(),
+            start_override: None,
+            end_override: None,
             namespace: None,
             rpc_system_aws: false,
             aws: AwsBlock::default(),
@@ -191,6 +209,8 @@ impl Subsegment {
             "exception.message" => self.exception_message = Some(value.into_string()),
             "exception.type" => self.exception_type = Some(value.into_string()),
             "otel.name" => self.name = sanitize_name(&value.into_string()),
+            "xray.start_time" => self.start_override = value.as_epoch_micros(),
+            "xray.end_time" => self.end_override = value.as_epoch_micros(),
             "otel.status_code" => {
                 self.otel_error = value.into_string().eq_ignore_ascii_case("error");
             }
@@ -230,7 +250,11 @@ impl Subsegment {
     /// [`MAX_DATAGRAM_BYTES`]; returns `false` if it still does not fit.
     pub(crate) fn encode_datagram(&mut self, buf: &mut Vec<u8>) -> bool {
         let elapsed = u64::try_from(self.started.elapsed().as_micros()).unwrap_or(u64::MAX);
-        let end_micros = self.start_micros.saturating_add(elapsed);
+        let start_micros = self.start_override.unwrap_or(self.start_micros);
+        let end_micros = self
+            .end_override
+            .unwrap_or_else(|| self.start_micros.saturating_add(elapsed))
+            .max(start_micros);
         let exception_id =
             (self.exception_message.is_some() || self.exception_type.is_some()).then(new_id);
         for attempt in 0..4 {
@@ -252,7 +276,7 @@ impl Subsegment {
             }
             buf.clear();
             buf.extend_from_slice(DATAGRAM_HEADER);
-            let doc = self.document(end_micros, exception_id.as_deref());
+            let doc = self.document(start_micros, end_micros, exception_id.as_deref());
             if serde_json::to_writer(&mut *buf, &doc).is_ok() && buf.len() <= MAX_DATAGRAM_BYTES {
                 return true;
             }
@@ -261,7 +285,12 @@ impl Subsegment {
         false
     }
 
-    fn document<'a>(&'a self, end_micros: u64, exception_id: Option<&'a str>) -> Document<'a> {
+    fn document<'a>(
+        &'a self,
+        start_micros: u64,
+        end_micros: u64,
+        exception_id: Option<&'a str>,
+    ) -> Document<'a> {
         let (mut error, mut throttle, mut fault) = (self.error, self.throttle, self.fault);
         match self.http_status {
             Some(429) => throttle = true,
@@ -290,7 +319,7 @@ impl Subsegment {
             id: &self.id,
             trace_id: self.ctx.root(),
             parent_id: &self.parent_id,
-            start_time: micros_to_secs(self.start_micros),
+            start_time: micros_to_secs(start_micros),
             end_time: micros_to_secs(end_micros),
             kind: "subsegment",
             namespace,
@@ -513,6 +542,23 @@ mod tests {
             v["end_time"].as_f64().unwrap(),
         );
         assert!(end >= start && start > 1.6e9);
+    }
+
+    #[test]
+    fn explicit_start_and_end_times() {
+        let mut s = Subsegment::new("decode", "53995c3f42cd8ad8".into(), ctx());
+        s.apply("xray.start_time", FieldValue::F64(1_718_000_000.25));
+        s.apply("xray.end_time", FieldValue::F64(1_718_000_000.5));
+        let v = encode(&mut s);
+        assert_eq!(v["start_time"], 1_718_000_000.25);
+        assert_eq!(v["end_time"], 1_718_000_000.5);
+        assert!(v.get("annotations").is_none());
+        // An end before the start is clamped; only a start keeps the span's own end.
+        let mut s = Subsegment::new("x", "53995c3f42cd8ad8".into(), ctx());
+        s.apply("xray.start_time", FieldValue::F64(2e9));
+        s.apply("xray.end_time", FieldValue::F64(1e9));
+        let v = encode(&mut s);
+        assert_eq!(v["end_time"], v["start_time"]);
     }
 
     #[test]

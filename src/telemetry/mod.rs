@@ -42,6 +42,8 @@
 //!   - `exception.message`, `exception.type` → `cause.exceptions[0]`; an exception (or
 //!     `otel.status_code = "ERROR"`) with no flag set marks `fault`
 //!   - `metadata.<k>` → `metadata.default.<k>`; other `otel.*` are ignored
+//!   - `xray.start_time` / `xray.end_time` (epoch seconds, f64): explicit times instead of
+//!     the span's lifetime, for work timed elsewhere (pipeline stages reported as durations)
 //!   - anything else → annotation, key with non-alphanumerics as `_` (`a.b` → `a_b`)
 //!
 //! ```text

@@ -1,0 +1,618 @@
+//! The Lambda function's own settings (destination, key template, reports, concurrency),
+//! read from the environment once at init and validated like the pipeline settings: a bad
+//! value is a [`ConfigError`] naming the variable, which becomes the init error.
+//!
+//! Also home of the recursion guard: writing renditions where they would trigger the
+//! function again is refused at init, and such events are skipped at run time.
+
+use std::time::Duration;
+
+use crate::config::{ConfigError, RenditionSpec, parse_bool, parse_u64};
+
+/// The default destination key layout: `inbox/2026/cat.png` → `large/inbox/2026/cat.jpg`.
+pub const DEFAULT_KEY_TEMPLATE: &str = "{rendition}/{key_stem}.{ext}";
+/// Where rejection reports go in the destination bucket.
+pub const DEFAULT_REJECTION_PREFIX: &str = "_rejected/";
+/// CloudWatch namespace of the EMF metrics.
+pub const DEFAULT_METRICS_NAMESPACE: &str = "Renditions";
+/// Records are not started with less time than this left before the deadline.
+pub const DEFAULT_DEADLINE_MARGIN: Duration = Duration::from_secs(5);
+/// Lambda gives one full vCPU per 1,769 MB of memory.
+pub const MB_PER_VCPU: u64 = 1769;
+/// Memory budgeted per record in flight (input + renditions + decode buffers of typical photos).
+pub const MB_PER_RECORD: u64 = 512;
+
+/// The variables [`LambdaSettings::from_settings`] reads (besides the pipeline's).
+pub const LAMBDA_SETTINGS: &[&str] = &[
+    "DEST_BUCKET",
+    "DEST_KEY_TEMPLATE",
+    "CACHE_CONTROL",
+    "S3_FORCE_PATH_STYLE",
+    "REJECTION_REPORTS",
+    "REJECTION_PREFIX",
+    "METRICS_NAMESPACE",
+    "SOURCE_BUCKETS",
+    "RECORD_CONCURRENCY",
+    "DEADLINE_MARGIN_MS",
+];
+
+/// One piece of a key template.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Part {
+    Lit(String),
+    Rendition,
+    Key,
+    KeyStem,
+    Basename,
+    Ext,
+}
+
+/// A destination key template with `{rendition}`, `{key}`, `{key_stem}`, `{basename}` and
+/// `{ext}` placeholders. For the source key `inbox/2026/cat.png`: `{key}` is
+/// `inbox/2026/cat.png`, `{key_stem}` is `inbox/2026/cat`, `{basename}` is `cat` (the file
+/// name without folders and extension), `{ext}` is the rendition's extension (`jpg`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyTemplate {
+    parts: Vec<Part>,
+    source: String,
+}
+
+impl KeyTemplate {
+    /// Parses and checks a template: it must name the rendition and the source (`{key}`,
+    /// `{key_stem}` or `{basename}`), or renditions and images would overwrite each other.
+    pub fn parse(setting: &str, template: &str) -> Result<KeyTemplate, ConfigError> {
+        let err = |p: String| ConfigError::new(setting, p);
+        let mut parts = Vec::new();
+        let mut rest = template;
+        while !rest.is_empty() {
+            let (open, close) = (rest.find('{'), rest.find('}'));
+            if let Some(close) = close
+                && open.is_none_or(|open| close < open)
+            {
+                return Err(err(format!("`{template}`: `}}` without an opening `{{`")));
+            }
+            let Some(open) = open else {
+                parts.push(Part::Lit(rest.to_owned()));
+                break;
+            };
+            if open > 0 {
+                parts.push(Part::Lit(rest[..open].to_owned()));
+            }
+            let after = &rest[open + 1..];
+            let end = after
+                .find('}')
+                .ok_or_else(|| err(format!("`{template}`: `{{` without a closing `}}`")))?;
+            parts.push(match &after[..end] {
+                "rendition" => Part::Rendition,
+                "key" => Part::Key,
+                "key_stem" => Part::KeyStem,
+                "basename" => Part::Basename,
+                "ext" => Part::Ext,
+                other => {
+                    return Err(err(format!(
+                        "`{template}`: unknown placeholder `{{{other}}}` (use {{rendition}}, {{key}}, \
+                         {{key_stem}}, {{basename}}, {{ext}})"
+                    )));
+                }
+            });
+            rest = &after[end + 1..];
+        }
+        if !parts.contains(&Part::Rendition) {
+            return Err(err(format!(
+                "`{template}` has no {{rendition}}: every rendition would be written to the same key"
+            )));
+        }
+        if !parts
+            .iter()
+            .any(|p| matches!(p, Part::Key | Part::KeyStem | Part::Basename))
+        {
+            return Err(err(format!(
+                "`{template}` names no source ({{key}}, {{key_stem}} or {{basename}}): every image would be \
+                 written to the same key"
+            )));
+        }
+        if template.starts_with('/') {
+            return Err(err(format!("`{template}`: keys must not start with `/`")));
+        }
+        Ok(KeyTemplate {
+            parts,
+            source: template.to_owned(),
+        })
+    }
+
+    /// The destination key of one rendition of `key`.
+    pub fn render(&self, rendition: &str, key: &str, ext: &str) -> String {
+        let stem = key_stem(key);
+        let basename = stem.rsplit('/').next().unwrap_or(stem);
+        let mut out = String::with_capacity(self.source.len() + key.len() + 16);
+        for part in &self.parts {
+            out.push_str(match part {
+                Part::Lit(s) => s,
+                Part::Rendition => rendition,
+                Part::Key => key,
+                Part::KeyStem => stem,
+                Part::Basename => basename,
+                Part::Ext => ext,
+            });
+        }
+        out
+    }
+
+    /// The fixed start of every key written for `rendition` (the template up to its first
+    /// placeholder other than `{rendition}`): `large/` for the default template. Empty when
+    /// the template starts with the source key.
+    pub fn prefix_for(&self, rendition: &str) -> String {
+        let mut out = String::new();
+        for part in &self.parts {
+            match part {
+                Part::Lit(s) => out.push_str(s),
+                Part::Rendition => out.push_str(rendition),
+                _ => break,
+            }
+        }
+        out
+    }
+
+    /// The template text.
+    pub fn as_str(&self) -> &str {
+        &self.source
+    }
+}
+
+/// `inbox/2026/cat.png` → `inbox/2026/cat`; dots in folders and a leading dot of the file
+/// name (`.hidden`) are not extensions.
+pub fn key_stem(key: &str) -> &str {
+    let name_start = key.rfind('/').map_or(0, |i| i + 1);
+    match key[name_start..].rfind('.') {
+        Some(dot) if dot > 0 => &key[..name_start + dot],
+        _ => key,
+    }
+}
+
+/// How many records of one event run at once, and how many of them may render at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Concurrency {
+    /// Records in flight (download, render, upload), bounded by memory.
+    pub records: usize,
+    /// Renders on the blocking pool at once, ≈ vCPUs (the pipeline is single-threaded per
+    /// image, so more would only time-slice the same cores).
+    pub renders: usize,
+}
+
+impl Concurrency {
+    /// From `AWS_LAMBDA_FUNCTION_MEMORY_SIZE` (MB): records = memory / 512 MB within 1..=8,
+    /// renders = ⌈memory / 1769 MB⌉ within 1..=6 (Lambda's vCPU share) and ≤ records. Outside
+    /// Lambda (no memory size), from the cores: renders = cores, records = 2 × cores.
+    pub fn derive(memory_mb: Option<u64>, cores: usize) -> Concurrency {
+        match memory_mb {
+            Some(mb) => {
+                let records = (mb / MB_PER_RECORD).clamp(1, 8) as usize;
+                let renders = mb.div_ceil(MB_PER_VCPU).clamp(1, 6) as usize;
+                Concurrency {
+                    records,
+                    renders: renders.min(records),
+                }
+            }
+            None => {
+                let cores = cores.max(1);
+                Concurrency {
+                    records: (2 * cores).min(16),
+                    renders: cores,
+                }
+            }
+        }
+    }
+}
+
+/// Everything the Lambda edge needs besides the pipeline configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LambdaSettings {
+    pub dest_bucket: String,
+    pub key_template: KeyTemplate,
+    pub cache_control: Option<String>,
+    pub force_path_style: bool,
+    pub rejection_reports: bool,
+    pub rejection_prefix: String,
+    pub metrics_namespace: String,
+    /// Buckets known to trigger the function (empty: unknown).
+    pub source_buckets: Vec<String>,
+    /// `AWS_LAMBDA_FUNCTION_NAME`, the metrics' `FunctionName` dimension.
+    pub function_name: String,
+    pub concurrency: Concurrency,
+    pub deadline_margin: Duration,
+    /// Key prefixes the function writes under (per rendition, and the rejection prefix):
+    /// events for keys under them are skipped.
+    pub destination_prefixes: Vec<String>,
+}
+
+impl LambdaSettings {
+    /// Reads the settings by variable name (see [`LAMBDA_SETTINGS`]) plus
+    /// `AWS_LAMBDA_FUNCTION_NAME` and `AWS_LAMBDA_FUNCTION_MEMORY_SIZE`, checks them and the
+    /// recursion guard. `renditions` are the configured renditions (their names become
+    /// destination prefixes).
+    pub fn from_settings(
+        get: impl Fn(&str) -> Option<String>,
+        renditions: &[RenditionSpec],
+    ) -> Result<LambdaSettings, ConfigError> {
+        let val = |k: &str| {
+            get(k)
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+        };
+
+        let dest_bucket = val("DEST_BUCKET").ok_or_else(|| {
+            ConfigError::new(
+                "DEST_BUCKET",
+                "is required: the bucket the renditions are written to",
+            )
+        })?;
+        check_bucket_name("DEST_BUCKET", &dest_bucket)?;
+
+        let key_template = KeyTemplate::parse(
+            "DEST_KEY_TEMPLATE",
+            &val("DEST_KEY_TEMPLATE").unwrap_or_else(|| DEFAULT_KEY_TEMPLATE.to_owned()),
+        )?;
+        let cache_control = val("CACHE_CONTROL");
+        if let Some(cc) = &cache_control
+            && !cc.bytes().all(|b| (b' '..=b'~').contains(&b))
+        {
+            return Err(ConfigError::new(
+                "CACHE_CONTROL",
+                "must be printable ASCII (it is an HTTP header)",
+            ));
+        }
+        let force_path_style = match val("S3_FORCE_PATH_STYLE") {
+            Some(v) => parse_bool("S3_FORCE_PATH_STYLE", &v)?,
+            None => false,
+        };
+        let rejection_reports = match val("REJECTION_REPORTS") {
+            Some(v) => parse_bool("REJECTION_REPORTS", &v)?,
+            None => true,
+        };
+        let rejection_prefix =
+            val("REJECTION_PREFIX").unwrap_or_else(|| DEFAULT_REJECTION_PREFIX.to_owned());
+        if rejection_prefix.starts_with('/') {
+            return Err(ConfigError::new(
+                "REJECTION_PREFIX",
+                "keys must not start with `/`",
+            ));
+        }
+        let metrics_namespace =
+            val("METRICS_NAMESPACE").unwrap_or_else(|| DEFAULT_METRICS_NAMESPACE.to_owned());
+        if metrics_namespace.len() > 255 || metrics_namespace.contains(':') {
+            return Err(ConfigError::new(
+                "METRICS_NAMESPACE",
+                "must be at most 255 characters without `:` (a CloudWatch namespace)",
+            ));
+        }
+        let source_buckets: Vec<String> = val("SOURCE_BUCKETS")
+            .map(|v| {
+                v.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default();
+        for b in &source_buckets {
+            check_bucket_name("SOURCE_BUCKETS", b)?;
+        }
+        // Recursion guard: renditions written into a bucket that triggers the function would
+        // trigger it again (and again). Prefix/suffix filters could make it safe, but we
+        // cannot see the bucket's notification filters from here, so refuse.
+        if source_buckets.contains(&dest_bucket) {
+            return Err(ConfigError::new(
+                "DEST_BUCKET",
+                format!(
+                    "`{dest_bucket}` is also listed in SOURCE_BUCKETS: renditions written there would trigger \
+                     the function again; use a separate destination bucket"
+                ),
+            ));
+        }
+
+        let memory_mb = match get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE") {
+            Some(v) => Some(parse_u64(
+                "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
+                &v,
+                128,
+                1 << 20,
+            )?),
+            None => None,
+        };
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        let mut concurrency = Concurrency::derive(memory_mb, cores);
+        if let Some(v) = val("RECORD_CONCURRENCY") {
+            concurrency.records = parse_u64("RECORD_CONCURRENCY", &v, 1, 64)? as usize;
+            concurrency.renders = concurrency.renders.min(concurrency.records);
+        }
+        let deadline_margin = match val("DEADLINE_MARGIN_MS") {
+            Some(v) => Duration::from_millis(parse_u64("DEADLINE_MARGIN_MS", &v, 0, 900_000)?),
+            None => DEFAULT_DEADLINE_MARGIN,
+        };
+        let function_name =
+            val("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_else(|| "renditions-lambda".to_owned());
+
+        let mut destination_prefixes: Vec<String> = renditions
+            .iter()
+            .map(|r| key_template.prefix_for(&r.name))
+            .filter(|p| !p.is_empty())
+            .collect();
+        if !rejection_prefix.is_empty() {
+            destination_prefixes.push(rejection_prefix.clone());
+        }
+        destination_prefixes.sort();
+        destination_prefixes.dedup();
+
+        Ok(LambdaSettings {
+            dest_bucket,
+            key_template,
+            cache_control,
+            force_path_style,
+            rejection_reports,
+            rejection_prefix,
+            metrics_namespace,
+            source_buckets,
+            function_name,
+            concurrency,
+            deadline_margin,
+            destination_prefixes,
+        })
+    }
+
+    /// Why an object must not be processed because of where it is (the function's own
+    /// output), or `None` when it may be.
+    pub fn recursion_skip(&self, bucket: &str, key: &str) -> Option<String> {
+        if bucket == self.dest_bucket {
+            return Some(format!(
+                "the object is in the destination bucket {bucket}: processing it could loop"
+            ));
+        }
+        self.destination_prefixes
+            .iter()
+            .find(|p| key.starts_with(p.as_str()))
+            .map(|p| {
+                format!("the key is under the destination prefix `{p}`: processing it could loop")
+            })
+    }
+
+    /// The key of the rejection report for a source key.
+    pub fn rejection_key(&self, key: &str) -> String {
+        format!("{}{key}.json", self.rejection_prefix)
+    }
+}
+
+/// S3 bucket naming rules (3–63 of `a-z 0-9 . -`, starting and ending alphanumeric).
+fn check_bucket_name(setting: &str, name: &str) -> Result<(), ConfigError> {
+    let ok = (3..=63).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-')
+        && name.as_bytes()[0].is_ascii_alphanumeric()
+        && name.as_bytes()[name.len() - 1].is_ascii_alphanumeric();
+    if ok {
+        Ok(())
+    } else {
+        Err(ConfigError::new(
+            setting,
+            format!("`{name}` is not a valid bucket name (3–63 characters of a-z, 0-9, `.`, `-`)"),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::DEFAULT_RENDITIONS;
+    use std::collections::HashMap;
+
+    fn renditions() -> Vec<RenditionSpec> {
+        RenditionSpec::parse_list("RENDITIONS", DEFAULT_RENDITIONS).unwrap()
+    }
+
+    fn settings(vars: &[(&str, &str)]) -> Result<LambdaSettings, ConfigError> {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        LambdaSettings::from_settings(|k| map.get(k).cloned(), &renditions())
+    }
+
+    #[test]
+    fn default_template_maps_keys() {
+        let t = KeyTemplate::parse("T", DEFAULT_KEY_TEMPLATE).unwrap();
+        assert_eq!(
+            t.render("large", "inbox/2026/cat.png", "jpg"),
+            "large/inbox/2026/cat.jpg"
+        );
+        assert_eq!(t.render("thumb", "cat", "png"), "thumb/cat.png");
+        assert_eq!(
+            t.render("thumb", "dir.v2/file", "jpg"),
+            "thumb/dir.v2/file.jpg"
+        );
+        assert_eq!(t.render("thumb", "a/.hidden", "jpg"), "thumb/a/.hidden.jpg");
+        assert_eq!(
+            t.render("thumb", "my photo (1).JPEG", "jpg"),
+            "thumb/my photo (1).jpg"
+        );
+        assert_eq!(t.prefix_for("large"), "large/");
+    }
+
+    #[test]
+    fn all_placeholders() {
+        let t = KeyTemplate::parse(
+            "T",
+            "out/{rendition}/{basename}-{rendition}.{ext}?src={key}",
+        )
+        .unwrap();
+        assert_eq!(
+            t.render("m", "a/b/c.tar.gz", "webp"),
+            "out/m/c.tar-m.webp?src=a/b/c.tar.gz"
+        );
+        assert_eq!(t.prefix_for("m"), "out/m/");
+        let t = KeyTemplate::parse("T", "{key_stem}_{rendition}.{ext}").unwrap();
+        assert_eq!(t.prefix_for("m"), "");
+    }
+
+    #[test]
+    fn bad_templates_name_the_variable() {
+        for bad in [
+            "{key_stem}.{ext}",
+            "{rendition}.{ext}",
+            "{rendition}/{nope}.{ext}",
+            "{rendition}/{key",
+            "{rendition}/key}",
+            "/{rendition}/{key}",
+        ] {
+            let e = KeyTemplate::parse("DEST_KEY_TEMPLATE", bad).unwrap_err();
+            assert_eq!(e.setting, "DEST_KEY_TEMPLATE", "{bad}");
+        }
+    }
+
+    #[test]
+    fn key_stems() {
+        assert_eq!(key_stem("inbox/2026/cat.png"), "inbox/2026/cat");
+        assert_eq!(key_stem("a.b/c"), "a.b/c");
+        assert_eq!(key_stem(".x"), ".x");
+        assert_eq!(key_stem("x."), "x");
+    }
+
+    #[test]
+    fn defaults_and_required() {
+        let e = settings(&[]).unwrap_err();
+        assert_eq!(e.setting, "DEST_BUCKET");
+        let s = settings(&[("DEST_BUCKET", "renditions")]).unwrap();
+        assert_eq!(s.key_template.as_str(), DEFAULT_KEY_TEMPLATE);
+        assert!(s.rejection_reports);
+        assert_eq!(s.rejection_prefix, "_rejected/");
+        assert_eq!(s.metrics_namespace, "Renditions");
+        assert_eq!(s.cache_control, None);
+        assert!(!s.force_path_style);
+        assert_eq!(s.deadline_margin, Duration::from_secs(5));
+        assert_eq!(
+            s.destination_prefixes,
+            ["_rejected/", "large/", "medium/", "thumb/"]
+        );
+        assert_eq!(s.rejection_key("a/b.jpg"), "_rejected/a/b.jpg.json");
+    }
+
+    #[test]
+    fn bad_values_name_their_variable() {
+        for (var, value) in [
+            ("DEST_BUCKET", "Not_A_Bucket"),
+            ("S3_FORCE_PATH_STYLE", "maybe"),
+            ("REJECTION_REPORTS", "2"),
+            ("CACHE_CONTROL", "max-age=1\u{7}, public"),
+            ("SOURCE_BUCKETS", "ok-bucket,BAD"),
+            ("RECORD_CONCURRENCY", "0"),
+            ("DEADLINE_MARGIN_MS", "soon"),
+            ("METRICS_NAMESPACE", "a:b"),
+            ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "lots"),
+        ] {
+            let mut vars = vec![("DEST_BUCKET", "renditions")];
+            vars.retain(|(k, _)| *k != var);
+            vars.push((var, value));
+            let e = settings(&vars).unwrap_err();
+            assert_eq!(e.setting, var, "{value}: {e}");
+        }
+    }
+
+    #[test]
+    fn recursion_guard_refuses_dest_in_sources() {
+        let e = settings(&[
+            ("DEST_BUCKET", "photos"),
+            ("SOURCE_BUCKETS", "uploads, photos"),
+        ])
+        .unwrap_err();
+        assert_eq!(e.setting, "DEST_BUCKET");
+        assert!(e.problem.contains("SOURCE_BUCKETS"), "{e}");
+        let s = settings(&[
+            ("DEST_BUCKET", "renditions"),
+            ("SOURCE_BUCKETS", "uploads,photos"),
+        ])
+        .unwrap();
+        assert_eq!(s.source_buckets, ["uploads", "photos"]);
+    }
+
+    #[test]
+    fn recursion_skip_at_runtime() {
+        let s = settings(&[("DEST_BUCKET", "renditions")]).unwrap();
+        assert!(s.recursion_skip("renditions", "inbox/cat.jpg").is_some());
+        assert!(s.recursion_skip("uploads", "large/inbox/cat.jpg").is_some());
+        assert!(
+            s.recursion_skip("uploads", "_rejected/x.jpg.json")
+                .is_some()
+        );
+        assert!(s.recursion_skip("uploads", "inbox/large/cat.jpg").is_none());
+        assert!(s.recursion_skip("uploads", "largest/cat.jpg").is_none());
+        let s = settings(&[
+            ("DEST_BUCKET", "renditions"),
+            ("DEST_KEY_TEMPLATE", "r/{rendition}/{key}.{ext}"),
+        ])
+        .unwrap();
+        assert_eq!(
+            s.destination_prefixes,
+            ["_rejected/", "r/large/", "r/medium/", "r/thumb/"]
+        );
+        assert!(s.recursion_skip("uploads", "large/cat.jpg").is_none());
+    }
+
+    #[test]
+    fn concurrency_from_memory() {
+        let c = |mb| Concurrency::derive(Some(mb), 2);
+        assert_eq!(
+            c(128),
+            Concurrency {
+                records: 1,
+                renders: 1
+            }
+        );
+        assert_eq!(
+            c(1024),
+            Concurrency {
+                records: 2,
+                renders: 1
+            }
+        );
+        assert_eq!(
+            c(1769),
+            Concurrency {
+                records: 3,
+                renders: 1
+            }
+        );
+        assert_eq!(
+            c(3008),
+            Concurrency {
+                records: 5,
+                renders: 2
+            }
+        );
+        assert_eq!(
+            c(10240),
+            Concurrency {
+                records: 8,
+                renders: 6
+            }
+        );
+        assert_eq!(
+            Concurrency::derive(None, 4),
+            Concurrency {
+                records: 8,
+                renders: 4
+            }
+        );
+        let s = settings(&[
+            ("DEST_BUCKET", "renditions"),
+            ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "1769"),
+            ("RECORD_CONCURRENCY", "1"),
+        ])
+        .unwrap();
+        assert_eq!(
+            s.concurrency,
+            Concurrency {
+                records: 1,
+                renders: 1
+            }
+        );
+    }
+}

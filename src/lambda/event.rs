@@ -1,0 +1,640 @@
+//! Trigger payloads → the objects to process. One binary serves three triggers (S3 → Lambda,
+//! S3 → SQS → Lambda, S3 → EventBridge → Lambda), so the payload arrives as raw JSON and its
+//! shape is detected here; object keys are decoded from S3's form-style URL encoding.
+//!
+//! Parsing never fails on a single bad record: it becomes [`Entry::Malformed`] and the handler
+//! decides what that means for the invocation (see `handler`).
+
+use serde_json::Value;
+
+/// Which trigger delivered the payload; decides how failures are reported back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    /// An S3 event notification invoking the function directly (asynchronous invoke).
+    S3,
+    /// An SQS batch whose message bodies are S3 notifications (partial batch responses).
+    Sqs,
+    /// An EventBridge event from S3 ("Object Created").
+    EventBridge,
+    /// The `s3:TestEvent` S3 sends when a notification is configured.
+    TestEvent,
+}
+
+impl Trigger {
+    /// Lower-case name for logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Trigger::S3 => "s3",
+            Trigger::Sqs => "sqs",
+            Trigger::EventBridge => "eventbridge",
+            Trigger::TestEvent => "s3-test-event",
+        }
+    }
+}
+
+/// One object the event announced as created.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectRef {
+    pub bucket: String,
+    /// The decoded key, as S3 APIs expect it.
+    pub key: String,
+    /// The version the event announced (versioned buckets only).
+    pub version_id: Option<String>,
+    /// The announced ETag, unquoted (e.g. `d41d8cd98f00b204e9800998ecf8427e`).
+    pub etag: Option<String>,
+    /// The announced size in bytes.
+    pub size: Option<u64>,
+    /// `ObjectCreated:Put`, `Object Created`, …
+    pub event_name: String,
+}
+
+/// One record of an event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Entry {
+    /// An object to render.
+    Object(ObjectRef),
+    /// Not for us (test event, deletion, …): acknowledged with an info log.
+    Ignored(String),
+    /// Could not be understood (missing bucket or key, bad JSON body, …).
+    Malformed(String),
+}
+
+/// A unit of acknowledgement: one SQS message, or the whole event for the other triggers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    /// The SQS `messageId` (the `itemIdentifier` of a batch item failure).
+    pub id: Option<String>,
+    pub entries: Vec<Entry>,
+}
+
+/// A parsed invocation payload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParsedEvent {
+    pub trigger: Trigger,
+    pub messages: Vec<Message>,
+}
+
+impl ParsedEvent {
+    /// Every object, with the index of its message.
+    pub fn objects(&self) -> impl Iterator<Item = (usize, &ObjectRef)> {
+        self.messages.iter().enumerate().flat_map(|(i, m)| {
+            m.entries.iter().filter_map(move |e| match e {
+                Entry::Object(o) => Some((i, o)),
+                _ => None,
+            })
+        })
+    }
+}
+
+/// The payload matched none of the supported shapes.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unrecognised event: {0}")]
+pub struct EventError(pub String);
+
+/// Detects the payload's shape and extracts its objects.
+pub fn parse(event: &Value) -> Result<ParsedEvent, EventError> {
+    if let Some(records) = event.get("Records").and_then(Value::as_array) {
+        let is_sqs = |r: &Value| {
+            r.get("eventSource").and_then(Value::as_str) == Some("aws:sqs")
+                || (r.get("messageId").is_some() && r.get("body").is_some())
+        };
+        if !records.is_empty() && records.iter().all(is_sqs) {
+            let messages = records.iter().map(parse_sqs_record).collect();
+            return Ok(ParsedEvent {
+                trigger: Trigger::Sqs,
+                messages,
+            });
+        }
+        if records.iter().any(is_sqs) {
+            return Err(EventError(
+                "a Records array mixing SQS and other records".into(),
+            ));
+        }
+        return Ok(ParsedEvent {
+            trigger: Trigger::S3,
+            messages: vec![Message {
+                id: None,
+                entries: records.iter().map(parse_s3_record).collect(),
+            }],
+        });
+    }
+    if is_test_event(event) {
+        return Ok(ParsedEvent {
+            trigger: Trigger::TestEvent,
+            messages: vec![Message {
+                id: None,
+                entries: vec![test_event_entry(event)],
+            }],
+        });
+    }
+    if is_eventbridge(event) {
+        return Ok(ParsedEvent {
+            trigger: Trigger::EventBridge,
+            messages: vec![Message {
+                id: None,
+                entries: vec![parse_eventbridge(event)],
+            }],
+        });
+    }
+    Err(EventError(describe(event)))
+}
+
+fn describe(event: &Value) -> String {
+    match event {
+        Value::Object(map) => {
+            let keys: Vec<&str> = map.keys().map(String::as_str).take(8).collect();
+            format!(
+                "expected an S3 notification (Records[].s3), an SQS batch (Records[].body) or an \
+                 EventBridge event from aws.s3; got an object with keys [{}]",
+                keys.join(", ")
+            )
+        }
+        other => format!("expected a JSON object, got {}", json_type(other)),
+    }
+}
+
+fn json_type(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+fn str_at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {
+    path.iter()
+        .try_fold(v, |v, k| v.get(*k))
+        .and_then(Value::as_str)
+}
+
+/// Sizes arrive as numbers, but some emulators and docs show strings.
+fn u64_at(v: &Value, path: &[&str]) -> Option<u64> {
+    let v = path.iter().try_fold(v, |v, k| v.get(*k))?;
+    v.as_u64()
+        .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
+}
+
+fn non_empty(s: Option<&str>) -> Option<String> {
+    s.map(str::trim)
+        .filter(|s| !s.is_empty() && *s != "null")
+        .map(str::to_owned)
+}
+
+fn is_test_event(v: &Value) -> bool {
+    v.get("Event").and_then(Value::as_str) == Some("s3:TestEvent")
+}
+
+fn test_event_entry(v: &Value) -> Entry {
+    let bucket = str_at(v, &["Bucket"]).unwrap_or("?");
+    Entry::Ignored(format!("s3:TestEvent for bucket {bucket}"))
+}
+
+fn is_eventbridge(v: &Value) -> bool {
+    v.get("detail-type").is_some() && v.get("detail").is_some()
+}
+
+/// One record of an S3 notification (`Records[]` with `s3.bucket.name` / `s3.object.key`).
+fn parse_s3_record(r: &Value) -> Entry {
+    let event_name = str_at(r, &["eventName"]).unwrap_or_default();
+    if let Some(source) = str_at(r, &["eventSource"])
+        && source != "aws:s3"
+    {
+        return Entry::Ignored(format!("record from {source}, not aws:s3"));
+    }
+    // MinIO and some emulators prefix the name with `s3:`.
+    let name = event_name.strip_prefix("s3:").unwrap_or(event_name);
+    if !name.starts_with("ObjectCreated:") {
+        return Entry::Ignored(format!("event {event_name:?} is not ObjectCreated"));
+    }
+    let Some(bucket) = non_empty(str_at(r, &["s3", "bucket", "name"])) else {
+        return Entry::Malformed(format!("{event_name} record without s3.bucket.name"));
+    };
+    let Some(raw_key) = str_at(r, &["s3", "object", "key"]) else {
+        return Entry::Malformed(format!(
+            "{event_name} record in {bucket} without s3.object.key"
+        ));
+    };
+    object_entry(
+        bucket,
+        raw_key,
+        non_empty(str_at(r, &["s3", "object", "versionId"])),
+        non_empty(str_at(r, &["s3", "object", "eTag"])),
+        u64_at(r, &["s3", "object", "size"]),
+        name.to_owned(),
+    )
+}
+
+fn object_entry(
+    bucket: String,
+    raw_key: &str,
+    version_id: Option<String>,
+    etag: Option<String>,
+    size: Option<u64>,
+    event_name: String,
+) -> Entry {
+    match decode_key(raw_key) {
+        Ok(key) if !key.is_empty() => Entry::Object(ObjectRef {
+            bucket,
+            key,
+            version_id,
+            etag: etag.map(|e| e.trim_matches('"').to_owned()),
+            size,
+            event_name,
+        }),
+        Ok(_) => Entry::Malformed(format!("{event_name} record in {bucket} with an empty key")),
+        Err(e) => Entry::Malformed(format!("{event_name} record in {bucket}: {e}")),
+    }
+}
+
+/// An EventBridge event; only `source = aws.s3`, `detail-type = Object Created` is work.
+fn parse_eventbridge(v: &Value) -> Entry {
+    let source = str_at(v, &["source"]).unwrap_or_default();
+    let detail_type = str_at(v, &["detail-type"]).unwrap_or_default();
+    if source != "aws.s3" {
+        return Entry::Ignored(format!("EventBridge event from {source:?}, not aws.s3"));
+    }
+    if detail_type != "Object Created" {
+        return Entry::Ignored(format!(
+            "EventBridge {detail_type:?} event is not Object Created"
+        ));
+    }
+    let detail = &v["detail"];
+    let Some(bucket) = non_empty(str_at(detail, &["bucket", "name"])) else {
+        return Entry::Malformed("Object Created event without detail.bucket.name".into());
+    };
+    let Some(raw_key) = str_at(detail, &["object", "key"]) else {
+        return Entry::Malformed(format!(
+            "Object Created event in {bucket} without detail.object.key"
+        ));
+    };
+    object_entry(
+        bucket,
+        raw_key,
+        non_empty(str_at(detail, &["object", "version-id"])),
+        non_empty(str_at(detail, &["object", "etag"])),
+        u64_at(detail, &["object", "size"]),
+        detail_type.to_owned(),
+    )
+}
+
+/// One SQS record: the body is an S3 notification (or a test event, an EventBridge event
+/// delivered to SQS, or either of those inside an SNS envelope).
+fn parse_sqs_record(r: &Value) -> Message {
+    let id = non_empty(str_at(r, &["messageId"]));
+    let entries = match str_at(r, &["body"]) {
+        None => vec![Entry::Malformed("SQS message without a string body".into())],
+        Some(body) => match serde_json::from_str::<Value>(body) {
+            Err(e) => vec![Entry::Malformed(format!(
+                "SQS message body is not JSON: {e}"
+            ))],
+            Ok(body) => parse_body(&body, true),
+        },
+    };
+    Message { id, entries }
+}
+
+fn parse_body(body: &Value, allow_sns: bool) -> Vec<Entry> {
+    if allow_sns
+        && str_at(body, &["Type"]) == Some("Notification")
+        && let Some(inner) = str_at(body, &["Message"])
+    {
+        return match serde_json::from_str::<Value>(inner) {
+            Ok(inner) => parse_body(&inner, false),
+            Err(e) => vec![Entry::Malformed(format!("SNS Message is not JSON: {e}"))],
+        };
+    }
+    if let Some(records) = body.get("Records").and_then(Value::as_array) {
+        return records.iter().map(parse_s3_record).collect();
+    }
+    if is_test_event(body) {
+        return vec![test_event_entry(body)];
+    }
+    if is_eventbridge(body) {
+        return vec![parse_eventbridge(body)];
+    }
+    vec![Entry::Malformed(format!(
+        "SQS message body: {}",
+        describe(body)
+    ))]
+}
+
+/// Decodes a key from an S3 event: form-style URL encoding, so `+` is a space and everything
+/// else is percent-encoded UTF-8 (`red flower.jpg` → `red+flower.jpg`, `a+b` → `a%2Bb`).
+/// Emulators that send `%20` for spaces decode the same way. A `%` not followed by two hex
+/// digits is kept as is (a sender that did not encode it).
+pub fn decode_key(raw: &str) -> Result<String, String> {
+    let bytes = raw.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            b'%' => match (
+                bytes.get(i + 1).copied().and_then(hex),
+                bytes.get(i + 2).copied().and_then(hex),
+            ) {
+                (Some(hi), Some(lo)) => {
+                    out.push(hi << 4 | lo);
+                    i += 3;
+                }
+                _ => {
+                    out.push(b'%');
+                    i += 1;
+                }
+            },
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).map_err(|_| format!("key {raw:?} does not decode to UTF-8"))
+}
+
+fn hex(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// Encodes a key the way S3 notifications do (the inverse of [`decode_key`]): unreserved
+/// characters and `/` stay, a space becomes `+`, everything else is `%XX` per UTF-8 byte.
+/// Used to build events (demo, tests) and to put keys into ASCII-only metadata.
+pub fn encode_key(key: &str) -> String {
+    let mut out = String::with_capacity(key.len() * 3 / 2);
+    for &b in key.as_bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => {
+                out.push(char::from(b))
+            }
+            b' ' => out.push('+'),
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// The record of AWS's documented example (S3 User Guide, "Event message structure").
+    fn s3_record(name: &str, bucket: &str, key: &str) -> Value {
+        json!({
+            "eventVersion": "2.1",
+            "eventSource": "aws:s3",
+            "awsRegion": "us-west-2",
+            "eventTime": "1970-01-01T00:00:00.000Z",
+            "eventName": name,
+            "userIdentity": {"principalId": "AIDAJDPLRKLG7UEXAMPLE"},
+            "requestParameters": {"sourceIPAddress": "127.0.0.1"},
+            "responseElements": {
+                "x-amz-request-id": "C3D13FE58DE4C810",
+                "x-amz-id-2": "FMyUVURIY8/IgAtTv8xRjskZQpcIZ9KG4V5Wp6S7S/JRWeUWerMUE5JgHvANOjpD"
+            },
+            "s3": {
+                "s3SchemaVersion": "1.0",
+                "configurationId": "testConfigRule",
+                "bucket": {
+                    "name": bucket,
+                    "ownerIdentity": {"principalId": "A3NL1KOZZKExample"},
+                    "arn": format!("arn:aws:s3:::{bucket}")
+                },
+                "object": {
+                    "key": key,
+                    "size": 1024,
+                    "eTag": "d41d8cd98f00b204e9800998ecf8427e",
+                    "versionId": "096fKKXTRTtl3on89fVO.nfljtsv6qko",
+                    "sequencer": "0055AED6DCD90281E5"
+                }
+            }
+        })
+    }
+
+    fn only_object(p: &ParsedEvent) -> &ObjectRef {
+        let objects: Vec<_> = p.objects().collect();
+        assert_eq!(objects.len(), 1, "{p:?}");
+        objects[0].1
+    }
+
+    #[test]
+    fn s3_notification_with_several_records() {
+        let ev = json!({"Records": [
+            s3_record("ObjectCreated:Put", "uploads", "inbox/2026/cat.png"),
+            s3_record("ObjectCreated:CompleteMultipartUpload", "uploads", "red+flower.jpg"),
+            s3_record("ObjectRemoved:Delete", "uploads", "gone.jpg"),
+        ]});
+        let p = parse(&ev).unwrap();
+        assert_eq!(p.trigger, Trigger::S3);
+        assert_eq!(p.messages.len(), 1);
+        assert_eq!(p.messages[0].id, None);
+        let objects: Vec<_> = p.objects().map(|(_, o)| o.clone()).collect();
+        assert_eq!(objects.len(), 2);
+        assert_eq!(objects[0].bucket, "uploads");
+        assert_eq!(objects[0].key, "inbox/2026/cat.png");
+        assert_eq!(
+            objects[0].etag.as_deref(),
+            Some("d41d8cd98f00b204e9800998ecf8427e")
+        );
+        assert_eq!(
+            objects[0].version_id.as_deref(),
+            Some("096fKKXTRTtl3on89fVO.nfljtsv6qko")
+        );
+        assert_eq!(objects[0].size, Some(1024));
+        assert_eq!(objects[0].event_name, "ObjectCreated:Put");
+        assert_eq!(objects[1].key, "red flower.jpg");
+        assert!(
+            matches!(&p.messages[0].entries[2], Entry::Ignored(r) if r.contains("ObjectRemoved:Delete"))
+        );
+    }
+
+    #[test]
+    fn unversioned_record_has_no_version_and_size_may_be_a_string() {
+        let mut r = s3_record("ObjectCreated:Post", "b", "k.jpg");
+        r["s3"]["object"]["versionId"] = Value::Null;
+        r["s3"]["object"]["size"] = json!("77");
+        r["s3"]["object"]["eTag"] = json!("\"abc\"");
+        let p = parse(&json!({"Records": [r]})).unwrap();
+        let o = only_object(&p);
+        assert_eq!(
+            (o.version_id.clone(), o.size, o.etag.as_deref()),
+            (None, Some(77), Some("abc"))
+        );
+    }
+
+    #[test]
+    fn record_without_key_is_malformed_not_fatal() {
+        let mut r = s3_record("ObjectCreated:Put", "b", "k.jpg");
+        r["s3"]["object"].as_object_mut().unwrap().remove("key");
+        let ev = json!({"Records": [r, s3_record("ObjectCreated:Put", "b", "ok.jpg")]});
+        let p = parse(&ev).unwrap();
+        assert!(matches!(p.messages[0].entries[0], Entry::Malformed(_)));
+        assert_eq!(only_object(&p).key, "ok.jpg");
+    }
+
+    #[test]
+    fn sqs_batch_wraps_s3_notifications_and_test_events() {
+        let body = json!({"Records": [s3_record("ObjectCreated:Put", "uploads", "a+b/c%2Bd.jpg")]})
+            .to_string();
+        let test = json!({
+            "Service": "Amazon S3", "Event": "s3:TestEvent", "Time": "2014-10-13T15:57:02.089Z",
+            "Bucket": "uploads", "RequestId": "5582815E1AEA5ADF", "HostId": "8cLeGAmw098X5cv4Zkwcmo8vvZa3eH3eKxsPzbB9wrR+YstdA6Knx4Ip8EXAMPLE"
+        })
+        .to_string();
+        let sqs = |id: &str, body: &str| {
+            json!({
+                "messageId": id,
+                "receiptHandle": "MessageReceiptHandle",
+                "body": body,
+                "attributes": {
+                    "ApproximateReceiveCount": "1",
+                    "SentTimestamp": "1523232000000",
+                    "SenderId": "123456789012",
+                    "ApproximateFirstReceiveTimestamp": "1523232000001"
+                },
+                "messageAttributes": {},
+                "md5OfBody": "7b270e59b47ff90a553787216d55d91d",
+                "eventSource": "aws:sqs",
+                "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:MyQueue",
+                "awsRegion": "us-east-1"
+            })
+        };
+        let ev = json!({"Records": [sqs("m1", &body), sqs("m2", &test), sqs("m3", "not json")]});
+        let p = parse(&ev).unwrap();
+        assert_eq!(p.trigger, Trigger::Sqs);
+        assert_eq!(p.messages.len(), 3);
+        assert_eq!(p.messages[0].id.as_deref(), Some("m1"));
+        let (i, o) = p.objects().next().unwrap();
+        assert_eq!((i, o.key.as_str()), (0, "a b/c+d.jpg"));
+        assert!(
+            matches!(&p.messages[1].entries[..], [Entry::Ignored(r)] if r.contains("TestEvent"))
+        );
+        assert!(
+            matches!(&p.messages[2].entries[..], [Entry::Malformed(r)] if r.contains("not JSON"))
+        );
+    }
+
+    #[test]
+    fn sqs_body_in_sns_envelope() {
+        let inner = json!({"Records": [s3_record("ObjectCreated:Put", "b", "x.jpg")]}).to_string();
+        let sns = json!({"Type": "Notification", "MessageId": "n", "TopicArn": "arn:aws:sns:us-east-1:1:t", "Message": inner}).to_string();
+        let ev = json!({"Records": [{"messageId": "m", "body": sns, "eventSource": "aws:sqs"}]});
+        assert_eq!(only_object(&parse(&ev).unwrap()).key, "x.jpg");
+    }
+
+    #[test]
+    fn eventbridge_object_created() {
+        // AWS's documented example (S3 User Guide, "EventBridge event message structure").
+        let ev = json!({
+            "version": "0",
+            "id": "17793124-05d4-b198-2fde-7ededc63b103",
+            "detail-type": "Object Created",
+            "source": "aws.s3",
+            "account": "111122223333",
+            "time": "2021-11-12T00:00:00Z",
+            "region": "ca-central-1",
+            "resources": ["arn:aws:s3:::amzn-s3-demo-bucket1"],
+            "detail": {
+                "version": "0",
+                "bucket": {"name": "amzn-s3-demo-bucket1"},
+                "object": {
+                    "key": "photos/summer+2026/beach.jpg",
+                    "size": 5,
+                    "etag": "b1946ac92492d2347c6235b4d2611184",
+                    "version-id": "IYV3p45BT0ac8hjHg1houSdS1a.Mro8e",
+                    "sequencer": "617f08299329d189"
+                },
+                "request-id": "N4N7GDK58NMKJ12R",
+                "requester": "123456789012",
+                "source-ip-address": "1.2.3.4",
+                "reason": "PutObject"
+            }
+        });
+        let p = parse(&ev).unwrap();
+        assert_eq!(p.trigger, Trigger::EventBridge);
+        let o = only_object(&p);
+        assert_eq!(o.bucket, "amzn-s3-demo-bucket1");
+        assert_eq!(o.key, "photos/summer 2026/beach.jpg");
+        assert_eq!(
+            o.version_id.as_deref(),
+            Some("IYV3p45BT0ac8hjHg1houSdS1a.Mro8e")
+        );
+        assert_eq!(o.size, Some(5));
+
+        let mut deleted = ev.clone();
+        deleted["detail-type"] = json!("Object Deleted");
+        let p = parse(&deleted).unwrap();
+        assert_eq!(p.objects().count(), 0);
+        assert!(matches!(&p.messages[0].entries[..], [Entry::Ignored(_)]));
+    }
+
+    #[test]
+    fn test_event_is_ignored() {
+        let ev = json!({"Service": "Amazon S3", "Event": "s3:TestEvent", "Time": "2014-10-13T15:57:02.089Z", "Bucket": "uploads", "RequestId": "5582815E1AEA5ADF", "HostId": "x"});
+        let p = parse(&ev).unwrap();
+        assert_eq!(p.trigger, Trigger::TestEvent);
+        assert_eq!(p.objects().count(), 0);
+    }
+
+    #[test]
+    fn unknown_shapes_are_errors() {
+        assert!(
+            parse(&json!({"hello": "world"}))
+                .unwrap_err()
+                .0
+                .contains("hello")
+        );
+        assert!(parse(&json!([1, 2])).is_err());
+        assert!(parse(&json!("x")).is_err());
+        let empty = parse(&json!({"Records": []})).unwrap();
+        assert_eq!((empty.trigger, empty.objects().count()), (Trigger::S3, 0));
+    }
+
+    #[test]
+    fn decodes_keys() {
+        let cases = [
+            ("red+flower.jpg", "red flower.jpg"),
+            ("red%20flower.jpg", "red flower.jpg"),
+            ("c%2B%2B/a%2Bb.png", "c++/a+b.png"),
+            ("100%25+sure.jpg", "100% sure.jpg"),
+            ("100%.jpg", "100%.jpg"),
+            ("50%zz%2", "50%zz%2"),
+            ("caf%C3%A9/%E7%8C%AB.jpg", "café/猫.jpg"),
+            ("%F0%9F%93%B7+photo.webp", "📷 photo.webp"),
+            ("a/b/c/d/e/f/g/h/deep.jpg", "a/b/c/d/e/f/g/h/deep.jpg"),
+            ("sub%2Fdir%3Aname.jpg", "sub/dir:name.jpg"),
+            ("plain.jpg", "plain.jpg"),
+        ];
+        for (raw, want) in cases {
+            assert_eq!(decode_key(raw).unwrap(), want, "{raw}");
+        }
+        assert!(decode_key("%FF%FE.jpg").is_err());
+    }
+
+    #[test]
+    fn encode_is_the_inverse_of_decode() {
+        for key in [
+            "red flower.jpg",
+            "c++/a+b.png",
+            "100% sure.jpg",
+            "café/猫.jpg",
+            "a/b (1).JPG",
+            "x~y_z-1.2",
+        ] {
+            let enc = encode_key(key);
+            assert!(enc.is_ascii() && !enc.contains(' '), "{enc}");
+            assert_eq!(decode_key(&enc).unwrap(), key);
+        }
+        assert_eq!(encode_key("red flower+1.jpg"), "red+flower%2B1.jpg");
+    }
+}

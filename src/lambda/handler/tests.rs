@@ -1,0 +1,417 @@
+//! Unit tests of the handler against the in-memory store: outcomes, partial batches,
+//! deadlines, recursion skips, rejection reports and error classification.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use super::*;
+use crate::lambda::event::encode_key;
+use crate::lambda::store::MemoryStore;
+
+const SRC: &str = "uploads";
+const DEST: &str = "renditions";
+
+fn png(w: u32, h: u32) -> Vec<u8> {
+    let img =
+        image::RgbImage::from_fn(w, h, |x, y| image::Rgb([(x * 7) as u8, (y * 5) as u8, 128]));
+    let mut out = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut out, image::ImageFormat::Png).unwrap();
+    out.into_inner()
+}
+
+fn handler_with(vars: &[(&str, &str)]) -> Handler<MemoryStore> {
+    let mut map: HashMap<String, String> = [
+        ("DEST_BUCKET", DEST),
+        ("RENDITIONS", "large:64,thumb:16"),
+        ("WATERMARK", "none"),
+        ("DEADLINE_MARGIN_MS", "0"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    for (k, v) in vars {
+        map.insert(k.to_string(), v.to_string());
+    }
+    let get = |k: &str| map.get(k).cloned();
+    let config = crate::PipelineConfig::from_settings(get, &|_| Err("no files".into())).unwrap();
+    let settings = LambdaSettings::from_settings(get, &config.renditions).unwrap();
+    let pipeline = Pipeline::new(config).unwrap();
+    Handler::new(
+        Arc::new(MemoryStore::new()),
+        Arc::new(pipeline),
+        Arc::new(settings),
+    )
+}
+
+fn handler() -> Handler<MemoryStore> {
+    handler_with(&[])
+}
+
+fn record(bucket: &str, key: &str) -> Value {
+    json!({
+        "eventVersion": "2.1",
+        "eventSource": "aws:s3",
+        "awsRegion": "us-east-1",
+        "eventTime": "2026-01-01T00:00:00.000Z",
+        "eventName": "ObjectCreated:Put",
+        "s3": {"bucket": {"name": bucket}, "object": {"key": encode_key(key), "size": 1}}
+    })
+}
+
+fn s3_event(keys: &[&str]) -> Value {
+    json!({"Records": keys.iter().map(|k| record(SRC, k)).collect::<Vec<_>>()})
+}
+
+fn sqs_event(messages: &[(&str, Value)]) -> Value {
+    json!({"Records": messages.iter().map(|(id, body)| json!({
+        "messageId": id,
+        "receiptHandle": "rh",
+        "body": if body.is_string() { body.as_str().unwrap().to_owned() } else { body.to_string() },
+        "eventSource": "aws:sqs",
+        "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:ingest",
+        "awsRegion": "us-east-1"
+    })).collect::<Vec<_>>()})
+}
+
+async fn run(h: &Handler<MemoryStore>, event: &Value) -> (Report, Metrics) {
+    let metrics = Metrics::new();
+    let report = h.process(event, None, &metrics).await.unwrap();
+    (report, metrics)
+}
+
+fn decoded_size(bytes: &[u8]) -> (u32, u32) {
+    let img = image::load_from_memory(bytes).unwrap();
+    (img.width(), img.height())
+}
+
+#[tokio::test]
+async fn renders_every_record_to_the_template_keys() {
+    let h = handler();
+    h.store().insert(SRC, "inbox/2026/cat.png", png(128, 96));
+    h.store().insert(SRC, "my photo+1.png", png(40, 80));
+    let (report, metrics) = run(&h, &s3_event(&["inbox/2026/cat.png", "my photo+1.png"])).await;
+    assert_eq!(report.count("rendered"), 2, "{report:#?}");
+    assert_eq!(
+        h.store().keys(DEST),
+        [
+            "large/inbox/2026/cat.jpg",
+            "large/my photo+1.jpg",
+            "thumb/inbox/2026/cat.jpg",
+            "thumb/my photo+1.jpg"
+        ]
+    );
+    let large = h.store().object(DEST, "large/inbox/2026/cat.jpg").unwrap();
+    assert_eq!(large.content_type, "image/jpeg");
+    assert_eq!(decoded_size(&large.bytes), (64, 48));
+    assert_eq!(
+        decoded_size(
+            &h.store()
+                .object(DEST, "thumb/my photo+1.jpg")
+                .unwrap()
+                .bytes
+        ),
+        (8, 16)
+    );
+    let meta: HashMap<_, _> = large.metadata.iter().cloned().collect();
+    assert_eq!(meta["source-bucket"], SRC);
+    assert_eq!(meta["source-key"], "inbox/2026/cat.png");
+    assert_eq!(
+        (meta["width"].as_str(), meta["height"].as_str()),
+        ("64", "48")
+    );
+    let meta: HashMap<_, _> = h
+        .store()
+        .object(DEST, "thumb/my photo+1.jpg")
+        .unwrap()
+        .metadata
+        .into_iter()
+        .collect();
+    assert_eq!(meta["source-key"], "my+photo%2B1.png");
+    assert_eq!(report.response().unwrap()["rendered"], 2);
+    let lines = metrics.lines("Renditions", "fn");
+    let first: Value = serde_json::from_str(&lines[0]).unwrap();
+    assert_eq!(first["ImagesProcessed"], 2);
+    assert_eq!(first["ImagesRejected"], 0);
+    assert!(first["OutputBytes"].as_u64().unwrap() > 0);
+    assert!(first.get("DownloadDuration").is_some() && first.get("EncodeDuration").is_some());
+}
+
+#[tokio::test]
+async fn same_input_gives_same_keys_and_bytes() {
+    let h = handler();
+    h.store().insert(SRC, "a.png", png(100, 70));
+    run(&h, &s3_event(&["a.png"])).await;
+    let first = h.store().object(DEST, "large/a.jpg").unwrap().bytes;
+    run(&h, &s3_event(&["a.png"])).await;
+    assert_eq!(h.store().object(DEST, "large/a.jpg").unwrap().bytes, first);
+    assert_eq!(h.store().keys(DEST).len(), 2);
+}
+
+#[tokio::test]
+async fn a_bad_image_mid_batch_is_reported_and_the_others_complete() {
+    let h = handler_with(&[("RECORD_CONCURRENCY", "1")]);
+    h.store().insert(SRC, "one.png", png(30, 30));
+    h.store()
+        .insert(SRC, "dir/not-an-image.jpg", b"hello, I am text".to_vec());
+    h.store().insert(SRC, "three.png", png(30, 20));
+    let (report, metrics) = run(
+        &h,
+        &s3_event(&["one.png", "dir/not-an-image.jpg", "three.png"]),
+    )
+    .await;
+    let outcomes: Vec<&str> = report.objects.iter().map(|o| o.outcome.name()).collect();
+    assert_eq!(outcomes, ["rendered", "rejected", "rendered"]);
+    assert!(
+        matches!(&report.objects[1].outcome, Outcome::Rejected { kind, report: Some(k), .. }
+        if kind == "unsupported" && k == "_rejected/dir/not-an-image.jpg.json")
+    );
+    let stored = h
+        .store()
+        .object(DEST, "_rejected/dir/not-an-image.jpg.json")
+        .unwrap();
+    assert_eq!(stored.content_type, "application/json");
+    let doc: Value = serde_json::from_slice(&stored.bytes).unwrap();
+    assert_eq!(doc["bucket"], SRC);
+    assert_eq!(doc["key"], "dir/not-an-image.jpg");
+    assert_eq!(doc["kind"], "unsupported");
+    assert!(doc["reason"].as_str().unwrap().len() > 5);
+    assert!(doc["time"].as_str().unwrap().ends_with('Z'));
+    assert!(doc.get("etag").is_some());
+    // A rejection is permanent: the invocation succeeds (no retry).
+    assert_eq!(report.response().unwrap()["rejected"], 1);
+    let lines: Vec<Value> = metrics
+        .lines("N", "f")
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines[0]["ImagesProcessed"], 2);
+    assert_eq!(lines[0]["ImagesRejected"], 1);
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["RejectionKind"] == "unsupported" && l["ImagesRejected"] == 1)
+    );
+}
+
+#[tokio::test]
+async fn reports_can_be_switched_off() {
+    let h = handler_with(&[("REJECTION_REPORTS", "false")]);
+    h.store().insert(SRC, "bad.png", Vec::new());
+    let (report, _) = run(&h, &s3_event(&["bad.png"])).await;
+    assert!(
+        matches!(&report.objects[0].outcome, Outcome::Rejected { kind, report: None, .. } if kind == "empty")
+    );
+    assert!(h.store().keys(DEST).is_empty());
+}
+
+#[tokio::test]
+async fn too_large_objects_are_refused_before_decoding() {
+    let h = handler_with(&[("MAX_INPUT_BYTES", "100")]);
+    h.store().insert(SRC, "big.png", png(64, 64));
+    let (report, _) = run(&h, &s3_event(&["big.png"])).await;
+    assert!(
+        matches!(&report.objects[0].outcome, Outcome::Rejected { kind, .. } if kind == "too-large"),
+        "{report:?}"
+    );
+    assert_eq!(h.store().gets()[0].max_bytes, 100);
+    assert!(h.store().object(DEST, "_rejected/big.png.json").is_some());
+}
+
+#[tokio::test]
+async fn transient_download_failure_fails_a_direct_invocation() {
+    let h = handler();
+    h.store().insert(SRC, "ok.png", png(20, 20));
+    h.store().fail_get(
+        "flaky.png",
+        StoreError::Transient("SlowDown (HTTP 503)".into()),
+    );
+    let (report, _) = run(&h, &s3_event(&["ok.png", "flaky.png"])).await;
+    assert_eq!(report.count("rendered"), 1);
+    let err = report.response().unwrap_err();
+    assert_eq!(err.error_type, "Renditions.RetryableFailure");
+    assert!(
+        err.message.contains("flaky.png") && err.message.contains("503"),
+        "{err}"
+    );
+    // No report for a transient failure.
+    assert!(h.store().object(DEST, "_rejected/flaky.png.json").is_none());
+}
+
+#[tokio::test]
+async fn missing_object_is_permanent_for_direct_events() {
+    let h = handler();
+    let (report, metrics) = run(&h, &s3_event(&["gone.png"])).await;
+    assert!(
+        matches!(&report.objects[0].outcome, Outcome::Unreadable { kind, .. } if kind == "not-found")
+    );
+    assert!(report.response().is_ok());
+    assert!(h.store().object(DEST, "_rejected/gone.png.json").is_some());
+    let first: Value = serde_json::from_str(&metrics.lines("N", "f")[0]).unwrap();
+    assert_eq!(first["ImagesRejected"], 1);
+}
+
+#[tokio::test]
+async fn upload_failure_is_transient() {
+    let h = handler();
+    h.store().insert(SRC, "a.png", png(20, 20));
+    h.store().fail_put(
+        "thumb/",
+        StoreError::Transient("InternalError (HTTP 500)".into()),
+    );
+    let (report, _) = run(&h, &s3_event(&["a.png"])).await;
+    assert!(matches!(&report.objects[0].outcome, Outcome::Failed(r) if r.contains("upload")));
+    assert!(report.response().is_err());
+}
+
+#[tokio::test]
+async fn sqs_partial_batch_response() {
+    let h = handler();
+    h.store().insert(SRC, "good.png", png(30, 30));
+    h.store()
+        .insert(SRC, "bad.jpg", b"GIF89a but not really".to_vec());
+    h.store()
+        .fail_get("flaky.png", StoreError::Transient("timed out".into()));
+    h.store().insert(SRC, "also-good.png", png(10, 10));
+    let test_event = json!({"Service": "Amazon S3", "Event": "s3:TestEvent", "Bucket": SRC});
+    let event = sqs_event(&[
+        ("m-good", s3_event(&["good.png"])),
+        ("m-missing", s3_event(&["missing.png"])),
+        ("m-flaky", s3_event(&["flaky.png", "also-good.png"])),
+        ("m-bad", s3_event(&["bad.jpg"])),
+        ("m-test", test_event),
+        ("m-garbage", json!("{not json")),
+    ]);
+    let (report, _) = run(&h, &event).await;
+    assert_eq!(report.trigger, Trigger::Sqs);
+    assert_eq!(
+        report.batch_item_failures(),
+        ["m-missing", "m-flaky", "m-garbage"]
+    );
+    assert_eq!(
+        report.response().unwrap(),
+        json!({"batchItemFailures": [
+            {"itemIdentifier": "m-missing"}, {"itemIdentifier": "m-flaky"}, {"itemIdentifier": "m-garbage"}
+        ]})
+    );
+    assert_eq!(report.ignored, 1);
+    assert!(h.store().object(DEST, "large/also-good.jpg").is_some());
+    assert!(h.store().object(DEST, "_rejected/bad.jpg.json").is_some());
+}
+
+#[tokio::test]
+async fn sqs_all_good_is_an_empty_failure_list() {
+    let h = handler();
+    h.store().insert(SRC, "a.png", png(10, 10));
+    let (report, _) = run(&h, &sqs_event(&[("m1", s3_event(&["a.png"]))])).await;
+    assert_eq!(report.response().unwrap(), json!({"batchItemFailures": []}));
+}
+
+#[tokio::test]
+async fn recursion_guard_skips_own_output() {
+    let h = handler();
+    h.store().insert(DEST, "x.png", png(10, 10));
+    h.store().insert(SRC, "large/x.png", png(10, 10));
+    h.store().insert(SRC, "_rejected/y.json", b"{}".to_vec());
+    let event = json!({"Records": [
+        record(DEST, "x.png"),
+        record(SRC, "large/x.png"),
+        record(SRC, "_rejected/y.json"),
+        record(SRC, "folder/"),
+    ]});
+    let (report, _) = run(&h, &event).await;
+    assert_eq!(report.count("skipped"), 4, "{report:#?}");
+    assert!(h.store().gets().is_empty());
+    assert!(report.response().is_ok());
+}
+
+#[tokio::test]
+async fn uses_if_match_on_the_announced_etag_and_skips_changed_objects() {
+    let h = handler();
+    h.store().fail_get(
+        "changed.png",
+        StoreError::Changed("PreconditionFailed (HTTP 412)".into()),
+    );
+    let mut r = record(SRC, "changed.png");
+    r["s3"]["object"]["eTag"] = json!("abc123");
+    r["s3"]["object"]["versionId"] = json!("v1");
+    let (report, _) = run(&h, &json!({"Records": [r]})).await;
+    assert!(matches!(&report.objects[0].outcome, Outcome::Skipped(r) if r.contains("changed")));
+    let get = &h.store().gets()[0];
+    assert_eq!(
+        (get.if_match.as_deref(), get.version_id.as_deref()),
+        (Some("abc123"), None)
+    );
+    assert!(h.store().keys(DEST).is_empty());
+}
+
+#[tokio::test]
+async fn near_the_deadline_no_record_is_started() {
+    let h = handler_with(&[("DEADLINE_MARGIN_MS", "5000")]);
+    h.store().insert(SRC, "a.png", png(10, 10));
+    let metrics = Metrics::new();
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let report = h
+        .process(&s3_event(&["a.png", "b.png"]), Some(deadline), &metrics)
+        .await
+        .unwrap();
+    assert_eq!(report.count("failed"), 2);
+    assert!(h.store().gets().is_empty());
+    assert!(report.response().is_err());
+    let sqs = sqs_event(&[("m1", s3_event(&["a.png"]))]);
+    let report = h.process(&sqs, Some(deadline), &metrics).await.unwrap();
+    assert_eq!(report.batch_item_failures(), ["m1"]);
+}
+
+#[tokio::test]
+async fn records_running_into_the_deadline_are_cut_off() {
+    let h = handler();
+    h.store().insert(SRC, "fast.png", png(10, 10));
+    h.store().insert(SRC, "slow.png", png(10, 10));
+    h.store().delay_get("slow.png", Duration::from_secs(30));
+    let metrics = Metrics::new();
+    let started = Instant::now();
+    let deadline = started + Duration::from_millis(1500);
+    let report = h
+        .process(
+            &s3_event(&["fast.png", "slow.png"]),
+            Some(deadline),
+            &metrics,
+        )
+        .await
+        .unwrap();
+    assert!(
+        started.elapsed() < Duration::from_millis(1400),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(report.objects[0].outcome.name(), "rendered");
+    assert!(matches!(&report.objects[1].outcome, Outcome::Failed(r) if r.contains("deadline")));
+}
+
+#[tokio::test]
+async fn unknown_payload_is_an_error() {
+    let h = handler();
+    let err = h
+        .process(&json!({"foo": 1}), None, &Metrics::new())
+        .await
+        .unwrap_err();
+    let err: InvocationError = err.into();
+    assert_eq!(err.error_type, "Renditions.UnrecognisedEvent");
+}
+
+#[test]
+fn rfc3339_dates() {
+    use std::time::{Duration, UNIX_EPOCH};
+    assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00Z");
+    assert_eq!(
+        rfc3339(UNIX_EPOCH + Duration::from_secs(951_782_400)),
+        "2000-02-29T00:00:00Z"
+    );
+    assert_eq!(
+        rfc3339(UNIX_EPOCH + Duration::from_secs(1_767_225_599)),
+        "2025-12-31T23:59:59Z"
+    );
+}

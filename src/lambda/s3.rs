@@ -1,0 +1,330 @@
+//! [`ObjectStore`] over aws-sdk-s3: bounded retries and timeouts, a byte cap on downloads,
+//! CRC32 checksums on uploads, error classification (permanent vs transient), and one
+//! `S3` X-Ray subsegment per call with the request id and HTTP status.
+//!
+//! The same client works against AWS, LocalStack, moto or the embedded s3s server: endpoint,
+//! region and credentials come from the standard variables (`AWS_ENDPOINT_URL[_S3]`,
+//! `AWS_REGION`, `AWS_ACCESS_KEY_ID`, …) through aws-config.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_config::{BehaviorVersion, SdkConfig};
+use aws_sdk_s3::Client;
+use aws_sdk_s3::config::http::HttpResponse;
+use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::operation::{RequestId, RequestIdExt};
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::ChecksumMode;
+use tracing::field::Empty;
+use tracing::{Instrument, Span};
+
+use super::store::{Fetched, GetRequest, ObjectStore, PutRequest, StoreError};
+
+/// Attempts per S3 call (standard retry mode: exponential backoff with jitter, retries 5xx,
+/// throttling, timeouts and connection errors).
+pub const MAX_ATTEMPTS: u32 = 3;
+/// TCP/TLS connect timeout.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// One attempt of one call, and the gap allowed between two chunks of a download body.
+pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(20);
+/// One call including retries.
+pub const OPERATION_TIMEOUT: Duration = Duration::from_secs(50);
+
+/// The retry and timeout settings every client of the function uses.
+pub fn sdk_defaults() -> (RetryConfig, TimeoutConfig) {
+    (
+        RetryConfig::standard().with_max_attempts(MAX_ATTEMPTS),
+        TimeoutConfig::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .operation_attempt_timeout(ATTEMPT_TIMEOUT)
+            .operation_timeout(OPERATION_TIMEOUT)
+            .build(),
+    )
+}
+
+/// Loads the SDK configuration from the environment with [`sdk_defaults`].
+pub async fn load_sdk_config() -> SdkConfig {
+    let (retry, timeout) = sdk_defaults();
+    aws_config::defaults(BehaviorVersion::latest())
+        .retry_config(retry)
+        .timeout_config(timeout)
+        .load()
+        .await
+}
+
+/// S3-backed object store.
+#[derive(Clone, Debug)]
+pub struct S3Store {
+    client: Client,
+    region: String,
+}
+
+impl S3Store {
+    /// A store from an SDK configuration; `force_path_style` for emulators without
+    /// virtual-hosted buckets.
+    pub fn new(sdk: &SdkConfig, force_path_style: bool) -> S3Store {
+        let conf = aws_sdk_s3::config::Builder::from(sdk)
+            .force_path_style(force_path_style)
+            .build();
+        S3Store {
+            client: Client::from_conf(conf),
+            region: sdk.region().map(ToString::to_string).unwrap_or_default(),
+        }
+    }
+
+    /// The underlying client.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// The configured region.
+    pub fn region(&self) -> &str {
+        &self.region
+    }
+
+    fn span(&self, operation: &'static str, bucket: &str, key: &str) -> Span {
+        tracing::info_span!(
+            target: "renditions::xray",
+            "S3",
+            namespace = "aws",
+            aws.operation = operation,
+            aws.region = %self.region,
+            aws.s3.bucket = %bucket,
+            aws.s3.key = %key,
+            aws.request_id = Empty,
+            aws.extended_request_id = Empty,
+            http.response.status_code = Empty,
+            error = Empty,
+            throttle = Empty,
+            fault = Empty,
+            exception.message = Empty,
+            exception.type = Empty,
+        )
+    }
+
+    async fn get_inner(&self, req: &GetRequest, span: &Span) -> Result<Fetched, StoreError> {
+        let mut op = self
+            .client
+            .get_object()
+            .bucket(&req.bucket)
+            .key(&req.key)
+            .checksum_mode(ChecksumMode::Enabled);
+        if let Some(v) = &req.version_id {
+            op = op.version_id(v);
+        }
+        if let Some(etag) = &req.if_match {
+            op = op.if_match(format!("\"{}\"", etag.trim_matches('"')));
+        }
+        let out = match op.send().await {
+            Ok(out) => out,
+            Err(e) => return Err(record_error(span, &e, &req.bucket, &req.key)),
+        };
+        span.record("http.response.status_code", 200u16);
+        record_ids(span, out.request_id(), out.extended_request_id());
+        let etag = out.e_tag().map(|e| e.trim_matches('"').to_owned());
+        let version_id = out.version_id().map(str::to_owned);
+        let declared = out.content_length().and_then(|n| u64::try_from(n).ok());
+        if let Some(n) = declared
+            && n > req.max_bytes
+        {
+            return Err(StoreError::TooLarge(format!(
+                "{n} bytes is over the input limit of {} bytes",
+                req.max_bytes
+            )));
+        }
+        let capacity = usize::try_from(declared.unwrap_or(0).min(req.max_bytes)).unwrap_or(0);
+        let mut bytes = Vec::with_capacity(capacity);
+        let mut body = out.body;
+        loop {
+            let chunk = match tokio::time::timeout(ATTEMPT_TIMEOUT, body.try_next()).await {
+                Err(_) => {
+                    let msg = format!("reading the body stalled for {ATTEMPT_TIMEOUT:?}");
+                    mark_fault(span, &msg, "Timeout");
+                    return Err(StoreError::Transient(msg));
+                }
+                Ok(Err(e)) => {
+                    let msg = format!("reading the body failed: {}", DisplayErrorContext(&e));
+                    mark_fault(span, &msg, "BodyError");
+                    return Err(StoreError::Transient(msg));
+                }
+                Ok(Ok(None)) => break,
+                Ok(Ok(Some(chunk))) => chunk,
+            };
+            if (bytes.len() + chunk.len()) as u64 > req.max_bytes {
+                return Err(StoreError::TooLarge(format!(
+                    "more than {} bytes (the input limit) while reading",
+                    req.max_bytes
+                )));
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        Ok(Fetched {
+            bytes,
+            etag,
+            version_id,
+        })
+    }
+
+    async fn put_inner(&self, req: PutRequest, span: &Span) -> Result<(), StoreError> {
+        let crc = base64_crc32(&req.body);
+        let metadata: HashMap<String, String> = req.metadata.into_iter().collect();
+        let result = self
+            .client
+            .put_object()
+            .bucket(&req.bucket)
+            .key(&req.key)
+            .content_type(req.content_type)
+            .set_cache_control(req.cache_control)
+            .set_metadata(Some(metadata))
+            .content_length(i64::try_from(req.body.len()).unwrap_or(i64::MAX))
+            .checksum_crc32(crc)
+            .body(ByteStream::from(req.body))
+            .send()
+            .await;
+        match result {
+            Ok(out) => {
+                span.record("http.response.status_code", 200u16);
+                record_ids(span, out.request_id(), out.extended_request_id());
+                Ok(())
+            }
+            Err(e) => Err(record_error(span, &e, &req.bucket, &req.key)),
+        }
+    }
+}
+
+impl ObjectStore for S3Store {
+    async fn get(&self, req: GetRequest) -> Result<Fetched, StoreError> {
+        let span = self.span("GetObject", &req.bucket, &req.key);
+        self.get_inner(&req, &span).instrument(span.clone()).await
+    }
+
+    async fn put(&self, req: PutRequest) -> Result<(), StoreError> {
+        let span = self.span("PutObject", &req.bucket, &req.key);
+        self.put_inner(req, &span).instrument(span.clone()).await
+    }
+}
+
+fn record_ids(span: &Span, request_id: Option<&str>, extended: Option<&str>) {
+    if let Some(id) = request_id {
+        span.record("aws.request_id", id);
+    }
+    if let Some(id) = extended {
+        span.record("aws.extended_request_id", id);
+    }
+}
+
+fn mark_fault(span: &Span, message: &str, kind: &str) {
+    span.record("fault", true);
+    span.record("exception.message", message);
+    span.record("exception.type", kind);
+}
+
+/// Records a failed call on its span and classifies it: 404 → not found, 403 → access
+/// denied, 412 → changed; everything else (5xx, throttling, other 4xx, timeouts, connection
+/// errors) is transient.
+fn record_error<E>(
+    span: &Span,
+    err: &SdkError<E, HttpResponse>,
+    bucket: &str,
+    key: &str,
+) -> StoreError
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    record_ids(span, err.request_id(), err.extended_request_id());
+    let status = status_of(err);
+    let code = err.code().map(str::to_owned);
+    let message = match (&code, err.message()) {
+        (Some(code), Some(msg)) => format!("{code}: {msg}"),
+        (Some(code), None) => code.clone(),
+        _ => DisplayErrorContext(err).to_string(),
+    };
+    let what = format!("s3://{bucket}/{key}: {message}");
+    span.record("exception.message", message.as_str());
+    span.record(
+        "exception.type",
+        code.as_deref().unwrap_or(match err {
+            SdkError::TimeoutError(_) => "Timeout",
+            SdkError::DispatchFailure(_) => "DispatchFailure",
+            SdkError::ResponseError(_) => "ResponseError",
+            SdkError::ConstructionFailure(_) => "ConstructionFailure",
+            _ => "ServiceError",
+        }),
+    );
+    match status {
+        Some(s) => {
+            span.record("http.response.status_code", s);
+            match s {
+                429 => span.record("throttle", true),
+                400..=499 => span.record("error", true),
+                _ => span.record("fault", true),
+            };
+        }
+        None => {
+            span.record("fault", true);
+        }
+    }
+    match status {
+        Some(404) => StoreError::NotFound(what),
+        Some(403) => StoreError::AccessDenied(what),
+        Some(412) => StoreError::Changed(what),
+        Some(s) => StoreError::Transient(format!("{what} (HTTP {s})")),
+        None => StoreError::Transient(what),
+    }
+}
+
+fn status_of<E>(err: &SdkError<E, HttpResponse>) -> Option<u16> {
+    match err {
+        SdkError::ServiceError(ctx) => Some(ctx.raw().status().as_u16()),
+        SdkError::ResponseError(ctx) => Some(ctx.raw().status().as_u16()),
+        _ => None,
+    }
+}
+
+/// The `x-amz-checksum-crc32` value: base64 of the big-endian CRC-32.
+pub fn base64_crc32(data: &[u8]) -> String {
+    base64(&crc32fast::hash(data).to_be_bytes())
+}
+
+fn base64(data: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
+    for chunk in data.chunks(3) {
+        let b = [
+            chunk[0],
+            chunk.get(1).copied().unwrap_or(0),
+            chunk.get(2).copied().unwrap_or(0),
+        ];
+        let n = u32::from(b[0]) << 16 | u32::from(b[1]) << 8 | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(char::from(ALPHABET[(n >> (18 - 6 * i) & 63) as usize]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_and_crc32() {
+        assert_eq!(base64(b""), "");
+        assert_eq!(base64(b"f"), "Zg==");
+        assert_eq!(base64(b"fo"), "Zm8=");
+        assert_eq!(base64(b"foo"), "Zm9v");
+        assert_eq!(base64(b"foob"), "Zm9vYg==");
+        // CRC-32 of "123456789" is 0xCBF43926.
+        assert_eq!(
+            base64_crc32(b"123456789"),
+            base64(&[0xcb, 0xf4, 0x39, 0x26])
+        );
+    }
+}
