@@ -1,0 +1,34 @@
+//! bytes → the Lambda trigger parser (`renditions::lambda::event`): S3, SQS (with SNS
+//! envelopes) and EventBridge payloads, and the S3 key decoding they all go through.
+//!
+//! Properties: parsing never panics, whatever the JSON; every decoded key is non-empty;
+//! `decode_key(encode_key(k)) == k` for any string (the demo and tests build events with
+//! `encode_key`).
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use renditions::lambda::event::{self, Entry};
+
+fuzz_target!(|data: &[u8]| {
+    // The raw bytes as a key: decoding must never panic.
+    if let Ok(s) = std::str::from_utf8(data) {
+        let _ = event::decode_key(s);
+        let encoded = event::encode_key(s);
+        assert_eq!(event::decode_key(&encoded).as_deref(), Ok(s), "round trip of {s:?}");
+    }
+    // The raw bytes as an invocation payload.
+    let Ok(value) = serde_json::from_slice::<serde_json::Value>(data) else {
+        return;
+    };
+    if let Ok(parsed) = event::parse(&value) {
+        for message in &parsed.messages {
+            for entry in &message.entries {
+                if let Entry::Object(o) = entry {
+                    assert!(!o.key.is_empty(), "an object entry with an empty key");
+                    assert!(!o.bucket.trim().is_empty(), "an object entry without a bucket");
+                }
+            }
+        }
+        let _ = parsed.objects().count();
+    }
+});
