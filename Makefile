@@ -11,8 +11,8 @@ ENVS ?= 1,2,4
 S3 ?= localstack
 RUNS ?= 5
 
-.PHONY: all deps py-deps build-native demo test test-rust test-template lint fmt bench bench-peers \
-        build build-arm64 build-x86_64 deploy loadtest loadtest-smoke clean
+.PHONY: all deps py-deps build-native demo test lint fmt bench bench-peers quality \
+        build build-arm64 build-x86_64 test-arm64 deploy loadtest loadtest-smoke fuzz-smoke clean
 
 all: build-native
 
@@ -38,6 +38,20 @@ demo: deps
 test: deps py-deps
 	$(CARGO) test
 	$(PYTHON) -m pytest -q tests/template_test.py
+	$(MAKE) loadtest-smoke LOADTEST_BIN=target/debug/renditions-lambda
+
+## loadtest-smoke: 50 uploads through moto S3 -> SQS -> one real execution environment
+LOADTEST_BIN ?= target/release/renditions-lambda
+loadtest-smoke:
+	@test -x $(LOADTEST_BIN) || $(CARGO) build --bin renditions-lambda
+	bash loadtest/setup.sh moto
+	loadtest/.venv/bin/python loadtest/run.py --n 50 --envs 1 --s3 moto --bin $(LOADTEST_BIN) --out loadtest-report/smoke
+
+## loadtest: the full load test (N uploads, ENVS execution environments, S3=localstack|moto)
+loadtest: deps
+	$(CARGO) build --release --bin renditions-lambda
+	bash loadtest/setup.sh "$(S3)"
+	loadtest/.venv/bin/python loadtest/run.py --n $(N) --envs $(ENVS) --s3 $(S3) --bin target/release/renditions-lambda
 
 lint: deps py-deps
 	$(CARGO) fmt --all -- --check
@@ -57,6 +71,35 @@ bench-peers: build-native
 	bash benches/peers/setup.sh
 	$(PYTHON) benches/peers/run.py --corpus $(CORPUS) --runs $(RUNS) --bin target/release/renditions \
 	  --watermark assets/watermark.png --json target/bench-peers.json --markdown target/bench-peers.md
+
+## quality: PSNR cost of the cascade and of shrink-on-load on the corpus
+quality: deps
+	$(CARGO) run --release --example quality -- $(CORPUS)
+
+## build: Lambda zips (bootstrap) for x86_64 and arm64, without cargo-lambda
+build: build-x86_64 build-arm64
+
+build-x86_64: deps
+	$(CARGO) build --release --bin renditions-lambda
+	mkdir -p target/lambda/x86_64/renditions-lambda
+	cp target/release/renditions-lambda target/lambda/x86_64/renditions-lambda/bootstrap
+	cd target/lambda/x86_64/renditions-lambda && $(PYTHON) -c 'import zipfile; z=zipfile.ZipFile("bootstrap.zip","w",zipfile.ZIP_DEFLATED); i=zipfile.ZipInfo("bootstrap"); i.external_attr=0o755<<16; z.writestr(i, open("bootstrap","rb").read(), zipfile.ZIP_DEFLATED); z.close()'
+	@ls -la target/lambda/x86_64/renditions-lambda/
+
+build-arm64:
+	bash scripts/arm64.sh build
+
+## test-arm64: the pipeline tests cross-compiled for aarch64 and run under qemu-user
+test-arm64:
+	bash scripts/arm64.sh test
+
+## deploy: SAM (needs AWS credentials and the SAM CLI with cargo-lambda)
+deploy:
+	sam build && sam deploy
+
+## fuzz-smoke: a short libFuzzer run of each fuzz target (needs nightly + cargo-fuzz; skips otherwise)
+fuzz-smoke:
+	bash scripts/fuzz-smoke.sh
 
 clean:
 	$(CARGO) clean

@@ -11,9 +11,26 @@
 use renditions::config::{OutputFormat, WatermarkSource};
 use renditions::{Pipeline, PipelineConfig};
 
+/// PSNR and max error over premultiplied RGBA (colour under full transparency is meaningless).
 fn psnr_and_max(a: &[u8], b: &[u8]) -> (f64, u8) {
+    let premul = |p: &[u8]| -> [u8; 4] {
+        let al = u32::from(p[3]);
+        [0, 1, 2]
+            .map(|c| ((u32::from(p[c]) * al + 127) / 255) as u8)
+            .into_iter()
+            .chain([p[3]])
+            .collect::<Vec<_>>()
+            .try_into()
+            .unwrap_or([0; 4])
+    };
     let mut se = 0f64;
     let mut max = 0u8;
+    let (pa, pb): (Vec<u8>, Vec<u8>) = a
+        .chunks_exact(4)
+        .zip(b.chunks_exact(4))
+        .flat_map(|(x, y)| premul(x).into_iter().zip(premul(y)))
+        .unzip();
+    let (a, b) = (&pa[..], &pb[..]);
     for (x, y) in a.iter().zip(b) {
         let d = x.abs_diff(*y);
         max = max.max(d);
