@@ -489,7 +489,7 @@ impl<S: ObjectStore> Handler<S> {
                 return Outcome::Failed(reason);
             }
         };
-        let out = match rendered {
+        let mut out = match rendered {
             Ok(out) => out,
             Err(rejection) => {
                 return self
@@ -507,9 +507,10 @@ impl<S: ObjectStore> Handler<S> {
         // Upload every rendition concurrently.
         let t = Instant::now();
         let base_meta = self.source_metadata(object, etag.as_deref());
-        let mut puts = Vec::with_capacity(out.renditions.len());
-        let mut written = Vec::with_capacity(out.renditions.len());
-        for r in &out.renditions {
+        let renditions = std::mem::take(&mut out.renditions);
+        let mut puts = Vec::with_capacity(renditions.len());
+        let mut written = Vec::with_capacity(renditions.len());
+        for r in renditions {
             let key =
                 self.settings
                     .key_template
@@ -519,7 +520,7 @@ impl<S: ObjectStore> Handler<S> {
             metadata.push(("width".into(), r.width.to_string()));
             metadata.push(("height".into(), r.height.to_string()));
             written.push(Written {
-                rendition: r.name.clone(),
+                rendition: r.name,
                 key: key.clone(),
                 width: r.width,
                 height: r.height,
@@ -529,7 +530,7 @@ impl<S: ObjectStore> Handler<S> {
             puts.push(self.store.put(PutRequest {
                 bucket: self.settings.dest_bucket.clone(),
                 key,
-                body: bytes::Bytes::from(r.bytes.clone()),
+                body: bytes::Bytes::from(r.bytes),
                 content_type: r.encoding.content_type().to_owned(),
                 cache_control: self.settings.cache_control.clone(),
                 metadata,
