@@ -62,9 +62,10 @@ fn inputs() -> Vec<(&'static str, Vec<u8>)> {
 }
 
 fn job_config() -> PipelineConfig {
-    let mut c = PipelineConfig::default();
-    c.format = OutputFormat::Jpeg;
-    c
+    PipelineConfig {
+        format: OutputFormat::Jpeg,
+        ..PipelineConfig::default()
+    }
 }
 
 fn end_to_end(c: &mut Criterion) {

@@ -55,11 +55,13 @@ fn main() {
     files.retain(|p| p.extension().is_some_and(|e| e != "tsv"));
     files.sort();
     let make = |cascade: bool, shrink: bool| {
-        let mut c = PipelineConfig::default();
-        c.format = OutputFormat::Png;
+        let mut c = PipelineConfig {
+            format: OutputFormat::Png,
+            cascade_min_ratio: cascade.then_some(2.0),
+            shrink_on_load: shrink,
+            ..PipelineConfig::default()
+        };
         c.watermark.source = WatermarkSource::None;
-        c.cascade_min_ratio = cascade.then_some(2.0);
-        c.shrink_on_load = shrink;
         Pipeline::new(c)
     };
     let (Ok(reference), Ok(cascade), Ok(shrink), Ok(both)) = (

@@ -211,7 +211,7 @@ fn render_file(pipeline: &Pipeline, file: &Path, out: &Path) -> FileResult {
     let start = Instant::now();
     let data = match read_capped(file, pipeline.config().limits.max_input_bytes) {
         Ok(d) => d,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let output = match pipeline.render(&data) {
         Ok(o) => o,
@@ -238,17 +238,15 @@ fn render_file(pipeline: &Pipeline, file: &Path, out: &Path) -> FileResult {
 }
 
 /// Reads a file, refusing (without reading it all) one larger than the input limit.
-fn read_capped(file: &Path, cap: u64) -> Result<Vec<u8>, FileResult> {
+fn read_capped(file: &Path, cap: u64) -> Result<Vec<u8>, Box<FileResult>> {
     use std::io::Read;
-    let f =
-        std::fs::File::open(file).map_err(|e| FileResult::Failed(format!("cannot read: {e}")))?;
+    let failed = |e: std::io::Error| Box::new(FileResult::Failed(format!("cannot read: {e}")));
+    let f = std::fs::File::open(file).map_err(failed)?;
     let mut data = Vec::new();
-    f.take(cap + 1)
-        .read_to_end(&mut data)
-        .map_err(|e| FileResult::Failed(format!("cannot read: {e}")))?;
+    f.take(cap + 1).read_to_end(&mut data).map_err(failed)?;
     if data.len() as u64 > cap {
-        return Err(FileResult::Rejected(Rejection::too_large(format!(
-            "the file is over the input limit of {cap} bytes"
+        return Err(Box::new(FileResult::Rejected(Rejection::too_large(
+            format!("the file is over the input limit of {cap} bytes"),
         ))));
     }
     Ok(data)

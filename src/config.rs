@@ -434,86 +434,6 @@ impl Default for PipelineConfig {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parses_default_renditions() {
-        let r = RenditionSpec::parse_list("RENDITIONS", DEFAULT_RENDITIONS).unwrap();
-        assert_eq!(r.len(), 3);
-        assert_eq!(
-            (r[0].name.as_str(), r[0].width, r[0].height),
-            ("large", 1600, 1600)
-        );
-        assert_eq!(r[2].fit, Fit::Inside);
-        assert_eq!(
-            r.iter()
-                .map(|r| r.to_string())
-                .collect::<Vec<_>>()
-                .join(","),
-            DEFAULT_RENDITIONS
-        );
-    }
-
-    #[test]
-    fn parses_box_and_cover() {
-        let r =
-            RenditionSpec::parse_list("RENDITIONS", "card:600x400:cover, wide:1200x300").unwrap();
-        assert_eq!((r[0].width, r[0].height, r[0].fit), (600, 400, Fit::Cover));
-        assert_eq!(
-            (r[1].width, r[1].height, r[1].fit),
-            (1200, 300, Fit::Inside)
-        );
-    }
-
-    #[test]
-    fn rejects_bad_renditions_naming_the_setting() {
-        for bad in [
-            "",
-            "large",
-            "large:0",
-            "large:abc",
-            "a:10,a:20",
-            "../x:10",
-            "a:10:stretch",
-            "a:10x",
-        ] {
-            let e = RenditionSpec::parse_list("RENDITIONS", bad).unwrap_err();
-            assert_eq!(e.setting, "RENDITIONS", "{bad}");
-            assert!(!e.problem.is_empty());
-        }
-    }
-
-    #[test]
-    fn memory_budget_shrinks_with_memory_and_concurrency() {
-        let big = Limits::working_bytes_for_memory(1769, 1, 50 << 20);
-        let small = Limits::working_bytes_for_memory(512, 1, 50 << 20);
-        let shared = Limits::working_bytes_for_memory(1769, 3, 50 << 20);
-        assert!(big > small && big > shared);
-        assert!(small < 512 << 20 && small >= 16 << 20);
-        assert_eq!(Limits::working_bytes_for_memory(128, 8, 50 << 20), 16 << 20);
-    }
-
-    #[test]
-    fn parses_scalars() {
-        assert_eq!(parse_fraction("X", "25%", false).unwrap(), 0.25);
-        assert!(parse_fraction("X", "0", false).is_err());
-        assert_eq!(parse_fraction("X", "0", true).unwrap(), 0.0);
-        assert!(parse_fraction("X", "1.5", false).is_err());
-        assert_eq!(parse_u64("Q", "82", 1, 100).unwrap(), 82);
-        assert!(parse_u64("Q", "101", 1, 100).is_err());
-        assert_eq!(parse_colour("BG", "#ff8000").unwrap(), [255, 128, 0]);
-        assert!(parse_colour("BG", "#ff80").is_err());
-        assert_eq!(
-            Anchor::parse("P", "bottom_right").unwrap(),
-            Anchor::BottomRight
-        );
-        assert!(Anchor::parse("P", "middle-earth").is_err());
-        assert_eq!(OutputFormat::parse("F", "JPG").unwrap(), OutputFormat::Jpeg);
-    }
-}
-
 /// The settings that configure a pipeline, by their environment-variable names. The CLI's
 /// options map onto the same names (`--watermark-opacity` ⇔ `WATERMARK_OPACITY`).
 pub const PIPELINE_SETTINGS: &[&str] = &[
@@ -627,5 +547,85 @@ impl PipelineConfig {
             c.shrink_on_load = parse_bool("SHRINK_ON_LOAD", &v)?;
         }
         Ok(c)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_default_renditions() {
+        let r = RenditionSpec::parse_list("RENDITIONS", DEFAULT_RENDITIONS).unwrap();
+        assert_eq!(r.len(), 3);
+        assert_eq!(
+            (r[0].name.as_str(), r[0].width, r[0].height),
+            ("large", 1600, 1600)
+        );
+        assert_eq!(r[2].fit, Fit::Inside);
+        assert_eq!(
+            r.iter()
+                .map(|r| r.to_string())
+                .collect::<Vec<_>>()
+                .join(","),
+            DEFAULT_RENDITIONS
+        );
+    }
+
+    #[test]
+    fn parses_box_and_cover() {
+        let r =
+            RenditionSpec::parse_list("RENDITIONS", "card:600x400:cover, wide:1200x300").unwrap();
+        assert_eq!((r[0].width, r[0].height, r[0].fit), (600, 400, Fit::Cover));
+        assert_eq!(
+            (r[1].width, r[1].height, r[1].fit),
+            (1200, 300, Fit::Inside)
+        );
+    }
+
+    #[test]
+    fn rejects_bad_renditions_naming_the_setting() {
+        for bad in [
+            "",
+            "large",
+            "large:0",
+            "large:abc",
+            "a:10,a:20",
+            "../x:10",
+            "a:10:stretch",
+            "a:10x",
+        ] {
+            let e = RenditionSpec::parse_list("RENDITIONS", bad).unwrap_err();
+            assert_eq!(e.setting, "RENDITIONS", "{bad}");
+            assert!(!e.problem.is_empty());
+        }
+    }
+
+    #[test]
+    fn memory_budget_shrinks_with_memory_and_concurrency() {
+        let big = Limits::working_bytes_for_memory(1769, 1, 50 << 20);
+        let small = Limits::working_bytes_for_memory(512, 1, 50 << 20);
+        let shared = Limits::working_bytes_for_memory(1769, 3, 50 << 20);
+        assert!(big > small && big > shared);
+        assert!((16 << 20..512 << 20).contains(&small));
+        assert_eq!(Limits::working_bytes_for_memory(128, 8, 50 << 20), 16 << 20);
+    }
+
+    #[test]
+    fn parses_scalars() {
+        assert_eq!(parse_fraction("X", "25%", false).unwrap(), 0.25);
+        assert!(parse_fraction("X", "0", false).is_err());
+        assert_eq!(parse_fraction("X", "0", true).unwrap(), 0.0);
+        assert!(parse_fraction("X", "1.5", false).is_err());
+        assert_eq!(parse_u64("Q", "82", 1, 100).unwrap(), 82);
+        assert!(parse_u64("Q", "101", 1, 100).is_err());
+        assert_eq!(parse_colour("BG", "#ff8000").unwrap(), [255, 128, 0]);
+        assert!(parse_colour("BG", "#ff80").is_err());
+        assert_eq!(
+            Anchor::parse("P", "bottom_right").unwrap(),
+            Anchor::BottomRight
+        );
+        assert!(Anchor::parse("P", "middle-earth").is_err());
+        assert_eq!(OutputFormat::parse("F", "JPG").unwrap(), OutputFormat::Jpeg);
     }
 }

@@ -91,8 +91,20 @@ impl App {
                     .map_err(|e| format!("cannot read the watermark file `{value}`: {e}"))
             }
         };
-        let pipeline_config = PipelineConfig::from_settings(get.clone(), &load_watermark)?;
+        let memory_mb =
+            get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE").and_then(|v| v.trim().parse::<u64>().ok());
+        let mut pipeline_config = PipelineConfig::from_settings(get.clone(), &load_watermark)?;
         let settings = LambdaSettings::from_settings(get, &pipeline_config.renditions)?;
+        if let Some(mb) = memory_mb {
+            // Pixel buffers of every record in flight must fit the function's memory: an image
+            // that needs more is rejected as too large for this memory size instead of an OOM.
+            let limits = &mut pipeline_config.limits;
+            limits.max_working_bytes = crate::config::Limits::working_bytes_for_memory(
+                mb,
+                settings.concurrency.records as u64,
+                limits.max_input_bytes,
+            );
+        }
         let pipeline = Pipeline::new(pipeline_config)?;
         let sdk = match sdk {
             Some(sdk) => sdk,
@@ -112,6 +124,7 @@ impl App {
             renditions = %pipeline.config().renditions.iter().map(ToString::to_string).collect::<Vec<_>>().join(","),
             records_in_parallel = settings.concurrency.records,
             renders_in_parallel = settings.concurrency.renders,
+            working_budget_mib = pipeline.config().limits.max_working_bytes >> 20,
             region = store.region(),
             "renditions-lambda initialised"
         );

@@ -78,7 +78,9 @@ fn parse(exif: &[u8]) -> Option<Orientation> {
 /// also used by fixtures generators).
 pub fn build_orientation_exif(value: u16, big_endian: bool) -> Vec<u8> {
     let mut v = b"Exif\0\0".to_vec();
-    let (u16b, u32b): (fn(u16) -> [u8; 2], fn(u32) -> [u8; 4]) = if big_endian {
+    type U16Bytes = fn(u16) -> [u8; 2];
+    type U32Bytes = fn(u32) -> [u8; 4];
+    let (u16b, u32b): (U16Bytes, U32Bytes) = if big_endian {
         v.extend_from_slice(b"MM\0*");
         (u16::to_be_bytes, u32::to_be_bytes)
     } else {
