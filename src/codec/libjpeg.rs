@@ -72,6 +72,30 @@ extern "C-unwind" fn emit_message(cinfo: &mut ffi::jpeg_common_struct, level: c_
 
 extern "C-unwind" fn output_message(_cinfo: &mut ffi::jpeg_common_struct) {}
 
+/// Most scans a JPEG may have. Encoders write 1 (baseline) to about 10 (libjpeg's progressive
+/// script; mozjpeg's optimised scripts stay far below 100), but a hostile progressive file can
+/// repeat a scan of a few bytes thousands of times, each making the decoder visit every block
+/// of the image again (seconds to minutes of CPU from a small file).
+pub const MAX_SCANS: c_int = 100;
+
+/// Called by libjpeg as it reads the file; stops a file with more than [`MAX_SCANS`] scans.
+extern "C-unwind" fn progress_monitor(cinfo: &mut ffi::jpeg_common_struct) {
+    if cinfo.is_decompressor == 0 {
+        return;
+    }
+    // SAFETY: a decompressor's common fields are the first field of jpeg_decompress_struct.
+    let scans = unsafe {
+        (*(cinfo as *mut ffi::jpeg_common_struct).cast::<ffi::jpeg_decompress_struct>())
+            .input_scan_number
+    };
+    if scans > MAX_SCANS {
+        resume_unwind(Box::new(LibjpegError {
+            code: -1,
+            message: format!("the file has more than {MAX_SCANS} scans"),
+        }));
+    }
+}
+
 fn error_manager() -> Box<ffi::jpeg_error_mgr> {
     // SAFETY: jpeg_error_mgr is a plain C struct; jpeg_std_error fills every field.
     unsafe {
@@ -86,9 +110,9 @@ fn error_manager() -> Box<ffi::jpeg_error_mgr> {
 
 fn classify(e: LibjpegError) -> Rejection {
     let kind = match e.code {
-        ffi::JWRN_JPEG_EOF | ffi::JERR_INPUT_EOF | ffi::JERR_INPUT_EMPTY | ffi::JWRN_HIT_MARKER => {
-            RejectKind::Truncated
-        }
+        // A truncated file makes the memory source insert a fake EOI after JWRN_JPEG_EOF; a real
+        // marker inside the entropy data (JWRN_HIT_MARKER) means the data is corrupt.
+        ffi::JWRN_JPEG_EOF | ffi::JERR_INPUT_EOF | ffi::JERR_INPUT_EMPTY => RejectKind::Truncated,
         ffi::JERR_OUT_OF_MEMORY
         | ffi::JERR_NO_BACKING_STORE
         | ffi::JERR_IMAGE_TOO_BIG
@@ -138,18 +162,26 @@ pub struct DecodedJpeg {
 struct Decompress {
     cinfo: Box<ffi::jpeg_decompress_struct>,
     _err: Box<ffi::jpeg_error_mgr>,
+    _progress: Box<ffi::jpeg_progress_mgr>,
 }
 
 impl Decompress {
     fn new() -> Self {
         let mut err = error_manager();
-        // SAFETY: zeroed struct initialised by jpeg_create_decompress; the error manager lives
-        // in a Box that outlives cinfo (both owned by self).
+        // SAFETY: zeroed struct initialised by jpeg_create_decompress; the error and progress
+        // managers live in Boxes that outlive cinfo (all owned by self).
         unsafe {
             let mut cinfo: Box<ffi::jpeg_decompress_struct> = Box::new(std::mem::zeroed());
             cinfo.common.err = &mut *err;
             ffi::jpeg_create_decompress(&mut *cinfo);
-            Decompress { cinfo, _err: err }
+            let mut progress: Box<ffi::jpeg_progress_mgr> = Box::new(std::mem::zeroed());
+            progress.progress_monitor = Some(progress_monitor);
+            cinfo.common.progress = &mut *progress;
+            Decompress {
+                cinfo,
+                _err: err,
+                _progress: progress,
+            }
         }
     }
 }

@@ -219,6 +219,9 @@ impl Probe<'_> {
                 };
                 out * 2 + coefficients
             }
+            // WebPAnimDecoder keeps two RGBA canvases (current and previous frame) and we copy
+            // the first frame out of it: three canvases.
+            Source::Webp { header, .. } if header.animated => w * h * 4 * 3,
             Source::Webp { header, .. } => {
                 let k = if header.animated {
                     1
@@ -228,7 +231,15 @@ impl Probe<'_> {
                 // libwebp keeps YUV planes of the full frame (1.5 bytes per pixel) while scaling.
                 w.div_ceil(k) * h.div_ceil(k) * 4 * 2 + w * h * 3 / 2
             }
-            Source::Image(d) => d.total_bytes().saturating_mul(2),
+            // 8-bit RGB(A) is decoded straight into the bitmap; other types (gray, 16-bit) are
+            // converted into an RGB(A) bitmap while the decoder's buffer is still alive.
+            Source::Image(d) if matches!(d.color_type(), ColorType::Rgb8 | ColorType::Rgba8) => {
+                d.total_bytes().saturating_mul(2)
+            }
+            Source::Image(d) => {
+                let out = w * h * if d.color_type().has_alpha() { 4 } else { 3 };
+                d.total_bytes().saturating_add(out * 2)
+            }
         }
     }
 
