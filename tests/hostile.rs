@@ -384,6 +384,8 @@ struct Measured {
     peak_rss: u64,
 }
 
+// The child is reaped with wait4 (for its rusage), not Child::wait.
+#[allow(clippy::zombie_processes)]
 fn run_child(input: &Path) -> Measured {
     let mut cmd = Command::new(std::env::current_exe().unwrap());
     cmd.args([
@@ -1133,7 +1135,7 @@ fn jpeg_many_scans(w: u16, h: u16, scans: usize) -> Vec<u8> {
     // The DC scan: one "0" bit per block; pad with 1 bits.
     f.extend(sos(0, 0));
     let mut dc = vec![0u8; blocks / 8];
-    if blocks % 8 != 0 {
+    if !blocks.is_multiple_of(8) {
         dc.push(0xFF >> (blocks % 8));
     }
     f.extend(stuff(dc));
@@ -1154,7 +1156,7 @@ fn jpeg_many_scans(w: u16, h: u16, scans: usize) -> Vec<u8> {
             }
             left -= run;
         }
-        while bits.len() % 8 != 0 {
+        while !bits.len().is_multiple_of(8) {
             bits.push(true);
         }
         let bytes: Vec<u8> = bits
