@@ -707,3 +707,14 @@ fn memory_budget_refuses_what_does_not_fit() {
     c.limits.max_working_bytes = 64 << 20;
     assert!(Pipeline::new(c).unwrap().render(&progressive).is_ok());
 }
+
+#[cfg(feature = "avif")]
+#[test]
+fn avif_output_is_an_avif_file() {
+    let mut c = config("r:64");
+    c.format = OutputFormat::Avif;
+    let out = Pipeline::new(c).unwrap().render(&jpeg(&quadrants(128, 96))).unwrap();
+    let r = &out.renditions[0];
+    assert_eq!(r.encoding, renditions::config::Encoding::Avif);
+    assert_eq!(&r.bytes[4..12], b"ftypavif", "not an AVIF container");
+}
