@@ -12,7 +12,7 @@ S3 ?= localstack
 RUNS ?= 5
 
 .PHONY: all deps py-deps build-native demo test lint fmt bench bench-peers quality \
-        build build-arm64 build-x86_64 test-arm64 deploy loadtest loadtest-smoke fuzz-smoke clean
+        build build-arm64 build-x86_64 test-arm64 deploy loadtest loadtest-smoke fuzz-deps fuzz-smoke clean
 
 all: build-native
 
@@ -97,8 +97,13 @@ test-arm64:
 deploy:
 	sam build && sam deploy
 
-## fuzz-smoke: a short libFuzzer run of each fuzz target (needs nightly + cargo-fuzz; skips otherwise)
-fuzz-smoke:
+## fuzz-deps: a nightly toolchain and cargo-fuzz (libFuzzer needs nightly's sanitizer flags)
+fuzz-deps:
+	@$(CARGO) +nightly --version >/dev/null 2>&1 || rustup toolchain install nightly --profile minimal
+	@$(CARGO) fuzz --version >/dev/null 2>&1 || $(CARGO) install --locked cargo-fuzz
+
+## fuzz-smoke: a short libFuzzer run of each fuzz target (FUZZ_SECONDS each, default 60)
+fuzz-smoke: deps fuzz-deps
 	bash scripts/fuzz-smoke.sh
 
 clean:

@@ -192,13 +192,9 @@ def list_keys(s3, bucket: str) -> dict[str, dict]:
     return out
 
 
-def rendition_stem(key: str) -> str:
-    last = key.rsplit("/", 1)[-1]
-    return key[: len(key) - len(last)] + (last.rsplit(".", 1)[0] if "." in last else last)
-
-
 def verify(uploads, dst_keys: dict, rendition_names: list[str], s3=None, bucket: str | None = None):
-    """Lost-check: each upload must have every rendition (.jpg or .png) or a rejection report.
+    """Lost-check: each upload must have every rendition (`<rendition>/<key>`, the default
+    DEST_KEY_TEMPLATE) or a rejection report.
     Keys missing from the listing are confirmed with HEAD (LocalStack 4.13.1's ListObjects
     skips non-ASCII keys after a page boundary); `listing_misses` counts keys only HEAD found."""
     res = {}
@@ -219,9 +215,7 @@ def verify(uploads, dst_keys: dict, rendition_names: list[str], s3=None, bucket:
         return True
 
     for u in uploads:
-        stem = rendition_stem(u.key)
-        found = [next((k for k in (f"{r}/{stem}.jpg", f"{r}/{stem}.png") if exists(k)), None)
-                 for r in rendition_names]
+        found = [k if exists(k := f"{r}/{u.key}") else None for r in rendition_names]
         if all(found):
             res[u.key] = "rendered"
             n_objects += len(found)

@@ -11,7 +11,7 @@ pub mod bitmap;
 pub mod cli;
 pub mod codec;
 pub mod config;
-#[cfg(feature = "lambda")]
+#[cfg(any(feature = "lambda", feature = "events"))]
 pub mod lambda;
 #[cfg(feature = "lambda")]
 pub mod local;

@@ -57,13 +57,13 @@ async fn s3_batch_renders_every_image_and_reports_the_bad_one() {
     let expected = [
         "_rejected/inbox/2026/not-a-photo.jpg.json",
         "large/a/b/c/d/e/f/g/fleur+café 猫 (1).png",
-        "large/cameras/IMG_0001.jpg",
+        "large/cameras/IMG_0001.JPG",
         "large/inbox/2026/lady bird.jpg",
-        "large/storm.jpg",
+        "large/storm.webp",
         "thumb/a/b/c/d/e/f/g/fleur+café 猫 (1).png",
-        "thumb/cameras/IMG_0001.jpg",
+        "thumb/cameras/IMG_0001.JPG",
         "thumb/inbox/2026/lady bird.jpg",
-        "thumb/storm.jpg",
+        "thumb/storm.webp",
     ];
     assert_eq!(keys(&s3, DEST).await, expected);
 
@@ -86,9 +86,9 @@ async fn s3_batch_renders_every_image_and_reports_the_bad_one() {
     let (bytes, _, _) = get(&s3, DEST, "thumb/a/b/c/d/e/f/g/fleur+café 猫 (1).png").await;
     assert_eq!(size_of(&bytes), (160, 120));
     // EXIF orientation 6: stored 875x1400, shown (and rendered) as landscape.
-    let (bytes, _, _) = get(&s3, DEST, "large/cameras/IMG_0001.jpg").await;
+    let (bytes, _, _) = get(&s3, DEST, "large/cameras/IMG_0001.JPG").await;
     assert_eq!(size_of(&bytes), (640, 400));
-    let (bytes, ct, _) = get(&s3, DEST, "large/storm.jpg").await;
+    let (bytes, ct, _) = get(&s3, DEST, "large/storm.webp").await;
     assert_eq!(ct.as_deref(), Some("image/jpeg"));
     let (w, h) = size_of(&bytes);
     assert!(w == 640 && (426..=427).contains(&h), "{w}x{h}");
@@ -110,10 +110,10 @@ async fn s3_batch_renders_every_image_and_reports_the_bad_one() {
     assert!(report["time"].as_str().unwrap().ends_with('Z'));
 
     // Same event again: same keys, same bytes (idempotent), source untouched.
-    let before = get(&s3, DEST, "large/storm.jpg").await.0;
+    let before = get(&s3, DEST, "large/storm.webp").await.0;
     api.invoke(&event, None).await.response();
     assert_eq!(keys(&s3, DEST).await, expected);
-    assert_eq!(get(&s3, DEST, "large/storm.jpg").await.0, before);
+    assert_eq!(get(&s3, DEST, "large/storm.webp").await.0, before);
     assert_eq!(get(&s3, SRC, webp).await.0, sample("storm.webp"));
 }
 
@@ -511,4 +511,66 @@ async fn emf_metrics_and_summary_logs_on_stdout() {
             .iter()
             .all(|l| l["level"] == "ERROR" && l["bucket"] == SRC && l["kind"].is_string())
     );
+}
+
+/// The key policy (docs/lambda.md, "Keys") against a real S3 server: keys kept byte for byte, no
+/// collision between `a.jpg` and `a.png` or between NFC and NFD spellings, and a `..` key refused
+/// without being read. (1,024-byte keys: s3s-fs stores a key's metadata under a file named
+/// after the key, so it cannot hold keys over ~180 bytes; they are tested against the in-memory
+/// store in `src/lambda/handler/tests.rs` and against moto in the load-test smoke run.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_policy_over_real_s3() {
+    let s3 = s3_with_buckets("keys", &[SRC, DEST]).await;
+    let nfc = "photos/caf\u{e9}.jpg";
+    let nfd = "photos/cafe\u{301}.jpg";
+    let sources = [
+        ("a.jpg", jpeg(300, 150), (100, 50)),
+        ("a.png", jpeg(150, 300), (50, 100)), // a JPEG named .png: sniffed, not trusted
+        (nfc, jpeg(400, 100), (100, 25)),
+        (nfd, jpeg(100, 400), (25, 100)),
+    ];
+    for (key, bytes, _) in &sources {
+        put(&s3, SRC, key, bytes.clone()).await;
+    }
+    let api = RuntimeApi::start().await;
+    let _f = Function::start(&api, Some(&s3), &[("RENDITIONS", "small:100")]);
+    let dotted = "x/../a.jpg";
+    let mut event_keys: Vec<&str> = sources.iter().map(|(k, _, _)| *k).collect();
+    event_keys.push(dotted);
+    let answer = api
+        .invoke(&s3_event(SRC, &event_keys), None)
+        .await
+        .response();
+    assert_eq!(
+        (answer["rendered"].clone(), answer["rejected"].clone()),
+        (json!(4), json!(1)),
+        "{answer}"
+    );
+
+    for (key, _, size) in &sources {
+        let (bytes, ct, meta) = get(&s3, DEST, &format!("small/{key}")).await;
+        assert_eq!(size_of(&bytes), *size, "{key}");
+        assert_eq!(ct.as_deref(), Some("image/jpeg"), "{key}");
+        assert_eq!(
+            meta["source-key"],
+            renditions::lambda::event::encode_key(key)
+        );
+    }
+    let dest = keys(&s3, DEST).await;
+    let reports: Vec<&String> = dest
+        .iter()
+        .filter(|k| k.starts_with("_rejected/"))
+        .collect();
+    assert_eq!(reports.len(), 1, "{dest:?}");
+    assert!(
+        reports[0].starts_with("_rejected/unsafe-keys/"),
+        "{reports:?}"
+    );
+    let (report, _, _) = get(&s3, DEST, reports[0]).await;
+    let report: Value = serde_json::from_slice(&report).unwrap();
+    assert_eq!(
+        (report["key"].as_str(), report["kind"].as_str()),
+        (Some(dotted), Some("unsafe-key"))
+    );
+    assert_eq!(dest.len(), 5, "{dest:?}");
 }

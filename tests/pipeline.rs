@@ -10,8 +10,10 @@ use renditions::pipeline::{exif, orient};
 use renditions::{Pipeline, PipelineConfig, RejectKind};
 
 fn config(spec: &str) -> PipelineConfig {
-    let mut c = PipelineConfig::default();
-    c.renditions = RenditionSpec::parse_list("RENDITIONS", spec).unwrap();
+    let mut c = PipelineConfig {
+        renditions: RenditionSpec::parse_list("RENDITIONS", spec).unwrap(),
+        ..PipelineConfig::default()
+    };
     c.watermark.source = WatermarkSource::None;
     c
 }
@@ -713,7 +715,10 @@ fn memory_budget_refuses_what_does_not_fit() {
 fn avif_output_is_an_avif_file() {
     let mut c = config("r:64");
     c.format = OutputFormat::Avif;
-    let out = Pipeline::new(c).unwrap().render(&jpeg(&quadrants(128, 96))).unwrap();
+    let out = Pipeline::new(c)
+        .unwrap()
+        .render(&jpeg(&quadrants(128, 96)))
+        .unwrap();
     let r = &out.renditions[0];
     assert_eq!(r.encoding, renditions::config::Encoding::Avif);
     assert_eq!(&r.bytes[4..12], b"ftypavif", "not an AVIF container");

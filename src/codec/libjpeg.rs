@@ -279,6 +279,15 @@ impl Drop for Compress {
     }
 }
 
+/// Chroma sampling of an encoded JPEG.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Chroma {
+    /// 4:2:0, what photos on the web use.
+    Subsampled,
+    /// 4:4:4, full-resolution chroma.
+    Full,
+}
+
 /// Encodes packed RGB as a baseline (or progressive) JPEG with 4:2:0 chroma, optimised Huffman
 /// tables, a JFIF header and no other metadata.
 pub fn encode_rgb(
@@ -287,6 +296,18 @@ pub fn encode_rgb(
     rgb: &[u8],
     quality: u8,
     progressive: bool,
+) -> Result<Vec<u8>, String> {
+    encode_rgb_with(width, height, rgb, quality, progressive, Chroma::Subsampled)
+}
+
+/// [`encode_rgb`] with a choice of chroma sampling.
+pub fn encode_rgb_with(
+    width: u32,
+    height: u32,
+    rgb: &[u8],
+    quality: u8,
+    progressive: bool,
+    chroma: Chroma,
 ) -> Result<Vec<u8>, String> {
     if rgb.len() != width as usize * height as usize * 3 || width == 0 || height == 0 {
         return Err(format!("bad RGB buffer for {width}x{height}"));
@@ -317,10 +338,11 @@ pub fn encode_rgb(
             ffi::jpeg_set_defaults(c);
             ffi::jpeg_set_quality(c, c_int::from(quality.clamp(1, 100)), 1);
             c.optimize_coding = 1;
-            // 4:2:0: luma 2x2, chroma 1x1.
+            // 4:2:0: luma 2x2, chroma 1x1 (4:4:4: all 1x1).
             let comps = std::slice::from_raw_parts_mut(c.comp_info, 3);
-            comps[0].h_samp_factor = 2;
-            comps[0].v_samp_factor = 2;
+            let luma = if chroma == Chroma::Subsampled { 2 } else { 1 };
+            comps[0].h_samp_factor = luma;
+            comps[0].v_samp_factor = luma;
             for ci in &mut comps[1..] {
                 ci.h_samp_factor = 1;
                 ci.v_samp_factor = 1;

@@ -5,12 +5,17 @@
 //! Also home of the recursion guard: writing renditions where they would trigger the
 //! function again is refused at init, and such events are skipped at run time.
 
+use std::borrow::Cow;
 use std::time::Duration;
 
+use super::keys;
 use crate::config::{ConfigError, RenditionSpec, parse_bool, parse_u64};
 
-/// The default destination key layout: `inbox/2026/cat.png` → `large/inbox/2026/cat.jpg`.
-pub const DEFAULT_KEY_TEMPLATE: &str = "{rendition}/{key_stem}.{ext}";
+/// The default destination key layout: `inbox/2026/cat.png` → `large/inbox/2026/cat.png`,
+/// whatever format the rendition is in (its Content-Type says). The source key is kept whole so
+/// that a client can compute a rendition's key without knowing the format `auto` chose, and so
+/// that `a.jpg` and `a.png` never share a rendition (see [`super::keys`]).
+pub const DEFAULT_KEY_TEMPLATE: &str = "{rendition}/{key}";
 /// Where rejection reports go in the destination bucket.
 pub const DEFAULT_REJECTION_PREFIX: &str = "_rejected/";
 /// CloudWatch namespace of the EMF metrics.
@@ -120,7 +125,8 @@ impl KeyTemplate {
         })
     }
 
-    /// The destination key of one rendition of `key`.
+    /// The destination key of one rendition of `key`, shortened by [`keys::fit`] if it would be
+    /// longer than S3 allows.
     pub fn render(&self, rendition: &str, key: &str, ext: &str) -> String {
         let stem = key_stem(key);
         let basename = stem.rsplit('/').next().unwrap_or(stem);
@@ -135,7 +141,16 @@ impl KeyTemplate {
                 Part::Ext => ext,
             });
         }
-        out
+        match keys::fit(&out) {
+            Cow::Borrowed(_) => out,
+            Cow::Owned(fitted) => fitted,
+        }
+    }
+
+    /// Whether two sources that differ only in their extension (`a.jpg`, `a.png`) get
+    /// different keys: the template keeps the whole key, not just its stem or base name.
+    pub fn keeps_extension(&self) -> bool {
+        self.parts.contains(&Part::Key)
     }
 
     /// The fixed start of every key written for `rendition` (the template up to its first
@@ -375,9 +390,15 @@ impl LambdaSettings {
             })
     }
 
-    /// The key of the rejection report for a source key.
+    /// The key of the rejection report for a source key: `{prefix}{key}.json`, shortened by
+    /// [`keys::fit`] if need be; for a key refused by [`keys::unsafe_segment`],
+    /// `{prefix}unsafe-keys/{digest}.json` (the report names the key).
     pub fn rejection_key(&self, key: &str) -> String {
-        format!("{}{key}.json", self.rejection_prefix)
+        let prefix = &self.rejection_prefix;
+        if keys::unsafe_segment(key).is_some() {
+            return format!("{prefix}unsafe-keys/{}.json", keys::digest_hex(key));
+        }
+        keys::fit(&format!("{prefix}{key}.json")).into_owned()
     }
 }
 
@@ -418,8 +439,45 @@ mod tests {
     }
 
     #[test]
-    fn default_template_maps_keys() {
+    fn default_template_keeps_the_whole_key() {
         let t = KeyTemplate::parse("T", DEFAULT_KEY_TEMPLATE).unwrap();
+        assert!(t.keeps_extension());
+        // The format does not change the key: a client can compute it from the source key.
+        assert_eq!(
+            t.render("large", "inbox/2026/cat.png", "jpg"),
+            "large/inbox/2026/cat.png"
+        );
+        // Sources that differ only in their extension keep apart.
+        assert_ne!(
+            t.render("large", "a.jpg", "jpg"),
+            t.render("large", "a.png", "jpg")
+        );
+        // Bytes are kept as they are: NFC and NFD spellings stay distinct; a leading `/` stays.
+        assert_eq!(
+            t.render("thumb", "caf\u{e9}.jpg", "jpg"),
+            "thumb/caf\u{e9}.jpg"
+        );
+        assert_eq!(
+            t.render("thumb", "cafe\u{301}.jpg", "jpg"),
+            "thumb/cafe\u{301}.jpg"
+        );
+        assert_eq!(t.render("thumb", "/lead.jpg", "jpg"), "thumb//lead.jpg");
+        assert_eq!(t.prefix_for("large"), "large/");
+        // A 1,024-byte source key still gets a valid (shortened, unique) rendition key.
+        let long = "k".repeat(1024);
+        let key = t.render("large", &long, "jpg");
+        assert_eq!(key.len(), keys::MAX_KEY_BYTES);
+        assert!(key.starts_with("large/kkk"));
+        assert_ne!(
+            key,
+            t.render("large", &format!("{}x", &long[..1023]), "jpg")
+        );
+    }
+
+    #[test]
+    fn stem_template_swaps_the_extension() {
+        let t = KeyTemplate::parse("T", "{rendition}/{key_stem}.{ext}").unwrap();
+        assert!(!t.keeps_extension());
         assert_eq!(
             t.render("large", "inbox/2026/cat.png", "jpg"),
             "large/inbox/2026/cat.jpg"
@@ -434,7 +492,6 @@ mod tests {
             t.render("thumb", "my photo (1).JPEG", "jpg"),
             "thumb/my photo (1).jpg"
         );
-        assert_eq!(t.prefix_for("large"), "large/");
     }
 
     #[test]
@@ -493,6 +550,16 @@ mod tests {
             ["_rejected/", "large/", "medium/", "thumb/"]
         );
         assert_eq!(s.rejection_key("a/b.jpg"), "_rejected/a/b.jpg.json");
+        let unsafe_key = s.rejection_key("a/../b.jpg");
+        assert!(
+            unsafe_key.starts_with("_rejected/unsafe-keys/") && unsafe_key.ends_with(".json"),
+            "{unsafe_key}"
+        );
+        assert!(!unsafe_key.contains(".."));
+        assert_eq!(
+            s.rejection_key(&"k".repeat(1024)).len(),
+            keys::MAX_KEY_BYTES
+        );
     }
 
     #[test]

@@ -16,6 +16,7 @@ use tracing::{Instrument, Span, error, info, warn};
 
 use super::config::LambdaSettings;
 use super::event::{self, Entry, EventError, ObjectRef, ParsedEvent, Trigger};
+use super::keys;
 use super::store::{GetRequest, ObjectStore, PutRequest, StoreError};
 use crate::pipeline::{RenderOutput, StageTimings};
 use crate::telemetry::Metrics;
@@ -24,6 +25,9 @@ use crate::{Pipeline, Rejection};
 /// Time kept back from the deadline so the answer (and batch failures) still gets out when
 /// in-flight records are cut off.
 const ANSWER_RESERVE: Duration = Duration::from_millis(500);
+/// Longest URL-encoded source key carried in `x-amz-meta-source-key` (S3 caps all user metadata
+/// of an object at 2 KB).
+const MAX_META_KEY_BYTES: usize = 1024;
 
 /// One rendition as written.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -425,6 +429,17 @@ impl<S: ObjectStore> Handler<S> {
 
     /// Download, render, upload (or report) one object, inside its `object` span.
     async fn object_work(&self, object: &ObjectRef, metrics: &Metrics, span: Span) -> Outcome {
+        if let Some(reason) = keys::unsafe_segment(&object.key) {
+            return self
+                .reject(
+                    object,
+                    object.etag.as_deref(),
+                    "unsafe-key",
+                    reason,
+                    metrics,
+                )
+                .await;
+        }
         let max_bytes = self.pipeline.config().limits.max_input_bytes;
         // Download: the current object, provided it is still the one the event announced
         // (If-Match on its ETag; see docs/lambda.md for why not the versionId).
@@ -443,8 +458,15 @@ impl<S: ObjectStore> Handler<S> {
         let fetched = match fetched {
             Ok(f) => f,
             Err(StoreError::TooLarge(reason)) => {
+                let rejection = Rejection::too_large(reason);
                 return self
-                    .reject(object, None, Rejection::too_large(reason), metrics)
+                    .reject(
+                        object,
+                        None,
+                        rejection.kind.as_str(),
+                        rejection.reason,
+                        metrics,
+                    )
                     .await;
             }
             Err(e @ (StoreError::NotFound(_) | StoreError::AccessDenied(_))) => {
@@ -492,8 +514,9 @@ impl<S: ObjectStore> Handler<S> {
         let mut out = match rendered {
             Ok(out) => out,
             Err(rejection) => {
+                let kind = rejection.kind.as_str();
                 return self
-                    .reject(object, etag.as_deref(), rejection, metrics)
+                    .reject(object, etag.as_deref(), kind, rejection.reason, metrics)
                     .await;
             }
         };
@@ -591,10 +614,20 @@ impl<S: ObjectStore> Handler<S> {
     }
 
     fn source_metadata(&self, object: &ObjectRef, etag: Option<&str>) -> Vec<(String, String)> {
+        // Metadata travels in HTTP headers: ASCII only, so the key is URL-encoded. S3 allows
+        // 2 KB of user metadata in all: a key too long for that is named by its digest instead.
+        let encoded = event::encode_key(&object.key);
+        let source_key = if encoded.len() <= MAX_META_KEY_BYTES {
+            ("source-key".to_owned(), encoded)
+        } else {
+            (
+                "source-key-sha256".to_owned(),
+                keys::digest_hex(&object.key),
+            )
+        };
         let mut meta = vec![
             ("source-bucket".to_owned(), object.bucket.clone()),
-            // Metadata travels in HTTP headers: ASCII only, so the key is URL-encoded.
-            ("source-key".to_owned(), event::encode_key(&object.key)),
+            source_key,
         ];
         if let Some(etag) = etag {
             meta.push(("source-etag".to_owned(), etag.to_owned()));
@@ -602,29 +635,28 @@ impl<S: ObjectStore> Handler<S> {
         meta
     }
 
+    /// A permanent refusal of `kind` (a [`Rejection`] kind, or `unsafe-key`): logged, counted
+    /// and reported, never retried.
     async fn reject(
         &self,
         object: &ObjectRef,
         etag: Option<&str>,
-        rejection: Rejection,
+        kind: &str,
+        reason: String,
         metrics: &Metrics,
     ) -> Outcome {
-        let kind = rejection.kind.as_str();
         error!(
             bucket = %object.bucket,
             key = %object.key,
             kind,
-            reason = %rejection.reason,
+            reason = %reason,
             "image rejected"
         );
         metrics.image_rejected(kind);
-        match self
-            .write_report(object, etag, kind, &rejection.reason)
-            .await
-        {
+        match self.write_report(object, etag, kind, &reason).await {
             Ok(report) => Outcome::Rejected {
                 kind: kind.to_owned(),
-                reason: rejection.reason,
+                reason,
                 report,
             },
             Err(e) => Outcome::Failed(format!(

@@ -21,6 +21,8 @@ use aws_sdk_s3::types::ChecksumMode;
 use tracing::field::Empty;
 use tracing::{Instrument, Span};
 
+use crate::config::{ConfigError, parse_u64};
+
 use super::store::{Fetched, GetRequest, ObjectStore, PutRequest, StoreError};
 
 /// Attempts per S3 call (standard retry mode: exponential backoff with jitter, retries 5xx,
@@ -33,21 +35,93 @@ pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(20);
 /// One call including retries.
 pub const OPERATION_TIMEOUT: Duration = Duration::from_secs(50);
 
-/// The retry and timeout settings every client of the function uses.
-pub fn sdk_defaults() -> (RetryConfig, TimeoutConfig) {
-    (
-        RetryConfig::standard().with_max_attempts(MAX_ATTEMPTS),
-        TimeoutConfig::builder()
-            .connect_timeout(CONNECT_TIMEOUT)
-            .operation_attempt_timeout(ATTEMPT_TIMEOUT)
-            .operation_timeout(OPERATION_TIMEOUT)
-            .build(),
-    )
+/// The variables [`S3Settings::from_settings`] reads.
+pub const S3_SETTINGS: &[&str] = &[
+    "S3_MAX_ATTEMPTS",
+    "S3_CONNECT_TIMEOUT_MS",
+    "S3_ATTEMPT_TIMEOUT_MS",
+    "S3_OPERATION_TIMEOUT_MS",
+];
+
+/// Retries and timeouts of every S3 call the function makes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct S3Settings {
+    /// Attempts per call, first one included (`S3_MAX_ATTEMPTS`, 1–10). A download whose
+    /// body breaks off (reset, truncation, stall) is started again up to the same count.
+    pub max_attempts: u32,
+    /// `S3_CONNECT_TIMEOUT_MS`.
+    pub connect_timeout: Duration,
+    /// One attempt, and the longest silence while a body streams (`S3_ATTEMPT_TIMEOUT_MS`).
+    pub attempt_timeout: Duration,
+    /// One call with all its retries (`S3_OPERATION_TIMEOUT_MS`).
+    pub operation_timeout: Duration,
 }
 
-/// Loads the SDK configuration from the environment with [`sdk_defaults`].
-pub async fn load_sdk_config() -> SdkConfig {
-    let (retry, timeout) = sdk_defaults();
+impl Default for S3Settings {
+    fn default() -> Self {
+        S3Settings {
+            max_attempts: MAX_ATTEMPTS,
+            connect_timeout: CONNECT_TIMEOUT,
+            attempt_timeout: ATTEMPT_TIMEOUT,
+            operation_timeout: OPERATION_TIMEOUT,
+        }
+    }
+}
+
+impl S3Settings {
+    /// Reads the settings by name (see [`S3_SETTINGS`]); unset or empty means the default.
+    pub fn from_settings(get: impl Fn(&str) -> Option<String>) -> Result<S3Settings, ConfigError> {
+        let val = |k: &str| get(k).filter(|v| !v.trim().is_empty());
+        let ms = |k: &str, default: Duration| -> Result<Duration, ConfigError> {
+            match val(k) {
+                Some(v) => Ok(Duration::from_millis(parse_u64(k, &v, 1, 900_000)?)),
+                None => Ok(default),
+            }
+        };
+        let d = S3Settings::default();
+        let s = S3Settings {
+            max_attempts: match val("S3_MAX_ATTEMPTS") {
+                Some(v) => parse_u64("S3_MAX_ATTEMPTS", &v, 1, 10)? as u32,
+                None => d.max_attempts,
+            },
+            connect_timeout: ms("S3_CONNECT_TIMEOUT_MS", d.connect_timeout)?,
+            attempt_timeout: ms("S3_ATTEMPT_TIMEOUT_MS", d.attempt_timeout)?,
+            operation_timeout: ms("S3_OPERATION_TIMEOUT_MS", d.operation_timeout)?,
+        };
+        if s.operation_timeout < s.attempt_timeout {
+            return Err(ConfigError::new(
+                "S3_OPERATION_TIMEOUT_MS",
+                format!(
+                    "{} ms is shorter than one attempt (S3_ATTEMPT_TIMEOUT_MS = {} ms)",
+                    s.operation_timeout.as_millis(),
+                    s.attempt_timeout.as_millis()
+                ),
+            ));
+        }
+        Ok(s)
+    }
+
+    /// The SDK's retry and timeout configuration for these settings.
+    pub fn sdk_config(&self) -> (RetryConfig, TimeoutConfig) {
+        (
+            RetryConfig::standard().with_max_attempts(self.max_attempts),
+            TimeoutConfig::builder()
+                .connect_timeout(self.connect_timeout)
+                .operation_attempt_timeout(self.attempt_timeout)
+                .operation_timeout(self.operation_timeout)
+                .build(),
+        )
+    }
+}
+
+/// The retry and timeout settings of the defaults ([`S3Settings::default`]).
+pub fn sdk_defaults() -> (RetryConfig, TimeoutConfig) {
+    S3Settings::default().sdk_config()
+}
+
+/// Loads the SDK configuration from the environment with these retries and timeouts.
+pub async fn load_sdk_config(settings: &S3Settings) -> SdkConfig {
+    let (retry, timeout) = settings.sdk_config();
     aws_config::defaults(BehaviorVersion::latest())
         .retry_config(retry)
         .timeout_config(timeout)
@@ -60,10 +134,15 @@ pub async fn load_sdk_config() -> SdkConfig {
 pub struct S3Store {
     client: Client,
     region: String,
+    /// Download attempts when a body breaks off (the SDK retries only up to the headers).
+    max_attempts: u32,
+    /// Longest silence allowed while a body streams.
+    body_timeout: Duration,
 }
 
 impl S3Store {
-    /// A store from an SDK configuration; `force_path_style` for emulators without
+    /// A store from an SDK configuration (its retry and timeout settings also bound the
+    /// re-downloads of broken bodies); `force_path_style` for emulators without
     /// virtual-hosted buckets.
     pub fn new(sdk: &SdkConfig, force_path_style: bool) -> S3Store {
         let conf = aws_sdk_s3::config::Builder::from(sdk)
@@ -72,6 +151,14 @@ impl S3Store {
         S3Store {
             client: Client::from_conf(conf),
             region: sdk.region().map(ToString::to_string).unwrap_or_default(),
+            max_attempts: sdk
+                .retry_config()
+                .map_or(MAX_ATTEMPTS, RetryConfig::max_attempts)
+                .max(1),
+            body_timeout: sdk
+                .timeout_config()
+                .and_then(TimeoutConfig::operation_attempt_timeout)
+                .unwrap_or(ATTEMPT_TIMEOUT),
         }
     }
 
@@ -105,7 +192,9 @@ impl S3Store {
         )
     }
 
-    async fn get_inner(&self, req: &GetRequest, span: &Span) -> Result<Fetched, StoreError> {
+    /// One GetObject and its body. `Err((error, true))` when the body broke off after the
+    /// headers: the SDK has no retry left for that, so [`ObjectStore::get`] starts again.
+    async fn get_once(&self, req: &GetRequest, span: &Span) -> Result<Fetched, (StoreError, bool)> {
         let mut op = self
             .client
             .get_object()
@@ -120,7 +209,7 @@ impl S3Store {
         }
         let out = match op.send().await {
             Ok(out) => out,
-            Err(e) => return Err(record_error(span, &e, &req.bucket, &req.key)),
+            Err(e) => return Err((record_error(span, &e, &req.bucket, &req.key), false)),
         };
         span.record("http.response.status_code", 200u16);
         record_ids(span, out.request_id(), out.extended_request_id());
@@ -130,34 +219,52 @@ impl S3Store {
         if let Some(n) = declared
             && n > req.max_bytes
         {
-            return Err(StoreError::TooLarge(format!(
-                "{n} bytes is over the input limit of {} bytes",
-                req.max_bytes
-            )));
+            return Err((
+                StoreError::TooLarge(format!(
+                    "{n} bytes is over the input limit of {} bytes",
+                    req.max_bytes
+                )),
+                false,
+            ));
         }
         let capacity = usize::try_from(declared.unwrap_or(0).min(req.max_bytes)).unwrap_or(0);
         let mut bytes = Vec::with_capacity(capacity);
         let mut body = out.body;
         loop {
-            let chunk = match tokio::time::timeout(ATTEMPT_TIMEOUT, body.try_next()).await {
+            let chunk = match tokio::time::timeout(self.body_timeout, body.try_next()).await {
                 Err(_) => {
-                    let msg = format!("reading the body stalled for {ATTEMPT_TIMEOUT:?}");
+                    let msg = format!(
+                        "s3://{}/{}: the body stalled for {:?} after {} bytes",
+                        req.bucket,
+                        req.key,
+                        self.body_timeout,
+                        bytes.len()
+                    );
                     mark_fault(span, &msg, "Timeout");
-                    return Err(StoreError::Transient(msg));
+                    return Err((StoreError::Transient(msg), true));
                 }
                 Ok(Err(e)) => {
-                    let msg = format!("reading the body failed: {}", DisplayErrorContext(&e));
+                    let msg = format!(
+                        "s3://{}/{}: the body broke off after {} bytes: {}",
+                        req.bucket,
+                        req.key,
+                        bytes.len(),
+                        DisplayErrorContext(&e)
+                    );
                     mark_fault(span, &msg, "BodyError");
-                    return Err(StoreError::Transient(msg));
+                    return Err((StoreError::Transient(msg), true));
                 }
                 Ok(Ok(None)) => break,
                 Ok(Ok(Some(chunk))) => chunk,
             };
             if (bytes.len() + chunk.len()) as u64 > req.max_bytes {
-                return Err(StoreError::TooLarge(format!(
-                    "more than {} bytes (the input limit) while reading",
-                    req.max_bytes
-                )));
+                return Err((
+                    StoreError::TooLarge(format!(
+                        "more than {} bytes (the input limit) while reading",
+                        req.max_bytes
+                    )),
+                    false,
+                ));
             }
             bytes.extend_from_slice(&chunk);
         }
@@ -197,8 +304,28 @@ impl S3Store {
 
 impl ObjectStore for S3Store {
     async fn get(&self, req: GetRequest) -> Result<Fetched, StoreError> {
-        let span = self.span("GetObject", &req.bucket, &req.key);
-        self.get_inner(&req, &span).instrument(span.clone()).await
+        let mut attempt = 1;
+        loop {
+            // One subsegment per GetObject, so that X-Ray shows every re-download.
+            let span = self.span("GetObject", &req.bucket, &req.key);
+            match self.get_once(&req, &span).instrument(span.clone()).await {
+                Ok(fetched) => return Ok(fetched),
+                Err((e, true)) if attempt < self.max_attempts => {
+                    tracing::warn!(
+                        bucket = %req.bucket,
+                        key = %req.key,
+                        attempt,
+                        reason = %e,
+                        "download broke off; downloading again"
+                    );
+                    // Same shape as the SDK's backoff: 100 ms, 200 ms, 400 ms, ... (≤ 2 s).
+                    let backoff = Duration::from_millis(100 << (attempt - 1).min(4));
+                    tokio::time::sleep(backoff).await;
+                    attempt += 1;
+                }
+                Err((e, _)) => return Err(e),
+            }
+        }
     }
 
     async fn put(&self, req: PutRequest) -> Result<(), StoreError> {

@@ -5,6 +5,8 @@
 
 #![allow(dead_code)]
 
+pub mod fault_proxy;
+
 use std::collections::{HashMap, VecDeque};
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -247,6 +249,17 @@ impl Function {
     /// Starts the binary with a clean environment: the Lambda variables for `api`, the S3
     /// variables for `s3`, and `vars` on top (a value of `""` removes a variable).
     pub fn start(api: &RuntimeApi, s3: Option<&LocalS3>, vars: &[(&str, &str)]) -> Function {
+        Self::start_with(api, s3, vars, |_| {})
+    }
+
+    /// [`Function::start`], with `configure` applied to the command before it is spawned
+    /// (resource limits, for example).
+    pub fn start_with(
+        api: &RuntimeApi,
+        s3: Option<&LocalS3>,
+        vars: &[(&str, &str)],
+        configure: impl FnOnce(&mut Command),
+    ) -> Function {
         let mut env: HashMap<String, String> = [
             ("AWS_LAMBDA_RUNTIME_API", api.address()),
             ("AWS_LAMBDA_FUNCTION_NAME", "renditions-test".into()),
@@ -276,14 +289,14 @@ impl Function {
                 env.insert((*k).to_owned(), (*v).to_owned());
             }
         }
-        let mut child = Command::new(env!("CARGO_BIN_EXE_renditions-lambda"))
-            .env_clear()
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_renditions-lambda"));
+        cmd.env_clear()
             .envs(&env)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start renditions-lambda");
+            .stderr(Stdio::inherit());
+        configure(&mut cmd);
+        let mut child = cmd.spawn().expect("start renditions-lambda");
         let stdout = Arc::new(Mutex::new(Vec::new()));
         let pipe = child.stdout.take().expect("stdout pipe");
         let lines = Arc::clone(&stdout);
@@ -296,6 +309,16 @@ impl Function {
             }
         });
         Function { child, stdout }
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Whether the process is still running.
+    pub fn running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
     }
 
     /// Every stdout line so far.

@@ -97,19 +97,19 @@ async fn renders_every_record_to_the_template_keys() {
     assert_eq!(
         h.store().keys(DEST),
         [
-            "large/inbox/2026/cat.jpg",
-            "large/my photo+1.jpg",
-            "thumb/inbox/2026/cat.jpg",
-            "thumb/my photo+1.jpg"
+            "large/inbox/2026/cat.png",
+            "large/my photo+1.png",
+            "thumb/inbox/2026/cat.png",
+            "thumb/my photo+1.png"
         ]
     );
-    let large = h.store().object(DEST, "large/inbox/2026/cat.jpg").unwrap();
+    let large = h.store().object(DEST, "large/inbox/2026/cat.png").unwrap();
     assert_eq!(large.content_type, "image/jpeg");
     assert_eq!(decoded_size(&large.bytes), (64, 48));
     assert_eq!(
         decoded_size(
             &h.store()
-                .object(DEST, "thumb/my photo+1.jpg")
+                .object(DEST, "thumb/my photo+1.png")
                 .unwrap()
                 .bytes
         ),
@@ -124,7 +124,7 @@ async fn renders_every_record_to_the_template_keys() {
     );
     let meta: HashMap<_, _> = h
         .store()
-        .object(DEST, "thumb/my photo+1.jpg")
+        .object(DEST, "thumb/my photo+1.png")
         .unwrap()
         .metadata
         .into_iter()
@@ -144,9 +144,9 @@ async fn same_input_gives_same_keys_and_bytes() {
     let h = handler();
     h.store().insert(SRC, "a.png", png(100, 70));
     run(&h, &s3_event(&["a.png"])).await;
-    let first = h.store().object(DEST, "large/a.jpg").unwrap().bytes;
+    let first = h.store().object(DEST, "large/a.png").unwrap().bytes;
     run(&h, &s3_event(&["a.png"])).await;
-    assert_eq!(h.store().object(DEST, "large/a.jpg").unwrap().bytes, first);
+    assert_eq!(h.store().object(DEST, "large/a.png").unwrap().bytes, first);
     assert_eq!(h.store().keys(DEST).len(), 2);
 }
 
@@ -297,8 +297,124 @@ async fn sqs_partial_batch_response() {
         ]})
     );
     assert_eq!(report.ignored, 1);
-    assert!(h.store().object(DEST, "large/also-good.jpg").is_some());
+    assert!(h.store().object(DEST, "large/also-good.png").is_some());
     assert!(h.store().object(DEST, "_rejected/bad.jpg.json").is_some());
+}
+
+/// The key policy (keys.rs, docs/lambda.md "Keys") end to end through the handler.
+#[tokio::test]
+async fn key_policy() {
+    let h = handler();
+    let nfc = "caf\u{e9}.png";
+    let nfd = "cafe\u{301}.png";
+    let long = format!("deep/{}.png", "k".repeat(1024 - 9));
+    assert_eq!(long.len(), 1024);
+    let sources: [(&str, Vec<u8>); 6] = [
+        ("a.jpg", png(100, 50)), // PNG bytes under a .jpg name: sniffed, not trusted
+        ("a.png", png(50, 100)),
+        (nfc, png(60, 30)),
+        (nfd, png(30, 60)),
+        ("/lead.png", png(40, 40)),
+        (long.as_str(), png(80, 40)),
+    ];
+    for (key, bytes) in &sources {
+        h.store().insert(SRC, key, bytes.clone());
+    }
+    let unsafe_keys = ["../up.png", "a/./b.png", "x/../a.png"];
+    for key in unsafe_keys {
+        h.store().insert(SRC, key, png(10, 10));
+    }
+    let all: Vec<&str> = sources.iter().map(|(k, _)| *k).chain(unsafe_keys).collect();
+    let (report, metrics) = run(&h, &s3_event(&all)).await;
+    assert_eq!(report.count("rendered"), 6, "{report:#?}");
+    assert_eq!(report.count("rejected"), 3, "{report:#?}");
+
+    // a.jpg and a.png, NFC and NFD: four sources, four distinct sets, each from its own source.
+    let size = |key: &str| decoded_size(&h.store().object(DEST, key).unwrap().bytes);
+    assert_eq!(size("large/a.jpg"), (64, 32));
+    assert_eq!(size("large/a.png"), (32, 64));
+    assert_eq!(size(&format!("large/{nfc}")), (60, 30));
+    assert_eq!(size(&format!("large/{nfd}")), (30, 60));
+    assert_eq!(size("large//lead.png"), (40, 40));
+    // The 1,024-byte key: a 1,024-byte rendition key, its digest naming the source.
+    let long_large = keys::fit(&format!("large/{long}")).into_owned();
+    assert_eq!(long_large.len(), keys::MAX_KEY_BYTES);
+    assert_eq!(size(&long_large), (64, 32));
+    let meta: HashMap<_, _> = h
+        .store()
+        .object(DEST, &long_large)
+        .unwrap()
+        .metadata
+        .into_iter()
+        .collect();
+    assert_eq!(meta.get("source-key"), Some(&long));
+    let dest = h.store().keys(DEST);
+    assert!(
+        dest.iter().all(|k| k.len() <= keys::MAX_KEY_BYTES),
+        "{dest:?}"
+    );
+
+    // Dot segments: nothing rendered under them, a report under _rejected/unsafe-keys/.
+    assert!(
+        !dest
+            .iter()
+            .any(|k| k.contains("/../") || k.contains("/./") || k.starts_with("large/..")),
+        "{dest:?}"
+    );
+    let reports: Vec<_> = dest
+        .iter()
+        .filter(|k| k.starts_with("_rejected/unsafe-keys/"))
+        .collect();
+    assert_eq!(reports.len(), 3, "{dest:?}");
+    let named: Vec<String> = reports
+        .iter()
+        .map(|k| {
+            let report: Value =
+                serde_json::from_slice(&h.store().object(DEST, k).unwrap().bytes).unwrap();
+            assert_eq!(report["kind"], "unsafe-key");
+            assert!(
+                report["reason"].as_str().unwrap().contains("path segment"),
+                "{report}"
+            );
+            report["key"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    for key in unsafe_keys {
+        assert!(
+            named.iter().any(|n| n == key),
+            "{key} not reported: {named:?}"
+        );
+    }
+    // Never downloaded.
+    assert!(
+        h.store()
+            .gets()
+            .iter()
+            .all(|g| !unsafe_keys.contains(&g.key.as_str()))
+    );
+    let lines = metrics.lines("Renditions", "fn");
+    assert!(lines.iter().any(|l| l.contains("unsafe-key")), "{lines:?}");
+}
+
+#[tokio::test]
+async fn a_key_too_long_for_metadata_is_named_by_its_digest() {
+    let h = handler();
+    // 300 three-byte characters: 900 bytes of key, 2,700 bytes URL-encoded.
+    let key = format!("{}.png", "猫".repeat(300));
+    h.store().insert(SRC, &key, png(20, 20));
+    let (report, _) = run(&h, &s3_event(&[&key])).await;
+    assert_eq!(report.count("rendered"), 1, "{report:#?}");
+    let meta: HashMap<_, _> = h
+        .store()
+        .object(DEST, &format!("large/{key}"))
+        .unwrap()
+        .metadata
+        .into_iter()
+        .collect();
+    assert!(!meta.contains_key("source-key"), "{meta:?}");
+    assert_eq!(meta["source-key-sha256"], keys::digest_hex(&key));
+    let total: usize = meta.iter().map(|(k, v)| k.len() + v.len()).sum();
+    assert!(total < 2048, "{total}");
 }
 
 #[tokio::test]

@@ -1,0 +1,239 @@
+//! Init and invocation wiring of the function: settings and the S3 client built once
+//! ([`App::from_env`]), init errors posted to the Runtime API, one [`App::handle`] per event.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use lambda_runtime::LambdaEvent;
+use serde_json::Value;
+use tracing::{error, info, warn};
+
+use super::{Handler, InvocationError, LambdaSettings, ObjectStore, S3Store, s3, store};
+use crate::config::{ConfigError, parse_bool};
+use crate::telemetry::{Metrics, TraceContext, xray};
+use crate::{Pipeline, PipelineConfig};
+
+/// Largest watermark image fetched from S3 at init.
+const MAX_WATERMARK_BYTES: u64 = 16 * 1024 * 1024;
+
+/// Why the function could not start.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InitError {
+    /// A setting is missing or invalid (the message starts with the variable's name).
+    #[error("{0}")]
+    Config(#[from] ConfigError),
+}
+
+impl InitError {
+    /// The `errorType` reported to Lambda.
+    pub fn error_type(&self) -> &'static str {
+        match self {
+            InitError::Config(_) => "Renditions.ConfigError",
+        }
+    }
+}
+
+/// Everything built once at init: the handler over S3, and the settings.
+pub struct App {
+    handler: Handler<S3Store>,
+}
+
+impl App {
+    /// Reads the process environment (see `docs/lambda.md` for the variables).
+    pub async fn from_env() -> Result<App, InitError> {
+        Self::from_lookup(|k| std::env::var(k).ok()).await
+    }
+
+    /// Builds the app from named settings: pipeline settings, Lambda settings, the S3 client
+    /// (endpoint, region and credentials from the standard AWS variables) and, for a
+    /// `WATERMARK=s3://bucket/key`, the watermark image.
+    pub async fn from_lookup(
+        get: impl Fn(&str) -> Option<String> + Clone,
+    ) -> Result<App, InitError> {
+        let force_path_style = match get("S3_FORCE_PATH_STYLE").filter(|v| !v.trim().is_empty()) {
+            Some(v) => parse_bool("S3_FORCE_PATH_STYLE", &v)?,
+            None => false,
+        };
+        let s3_settings = s3::S3Settings::from_settings(get.clone())?;
+        let mut sdk = None;
+        let watermark = get("WATERMARK")
+            .map(|w| w.trim().to_owned())
+            .unwrap_or_default();
+        let mut fetched_watermark: Option<Result<Vec<u8>, String>> = None;
+        if let Some(location) = watermark.strip_prefix("s3://") {
+            let loaded = s3::load_sdk_config(&s3_settings).await;
+            let store = S3Store::new(&loaded, force_path_style);
+            fetched_watermark = Some(fetch_watermark(&store, location).await);
+            sdk = Some(loaded);
+        }
+        let load_watermark = |value: &str| -> Result<Vec<u8>, String> {
+            if value.starts_with("s3://") {
+                fetched_watermark
+                    .clone()
+                    .unwrap_or_else(|| Err("the S3 watermark was not fetched".into()))
+            } else {
+                std::fs::read(value)
+                    .map_err(|e| format!("cannot read the watermark file `{value}`: {e}"))
+            }
+        };
+        let memory_mb =
+            get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE").and_then(|v| v.trim().parse::<u64>().ok());
+        let mut pipeline_config = PipelineConfig::from_settings(get.clone(), &load_watermark)?;
+        let settings = LambdaSettings::from_settings(get, &pipeline_config.renditions)?;
+        if let Some(mb) = memory_mb {
+            // Pixel buffers of every record in flight must fit the function's memory: an image
+            // that needs more is rejected as too large for this memory size instead of an OOM.
+            let limits = &mut pipeline_config.limits;
+            limits.max_working_bytes = crate::config::Limits::working_bytes_for_memory(
+                mb,
+                settings.concurrency.records as u64,
+                limits.max_input_bytes,
+            );
+        }
+        let pipeline = Pipeline::new(pipeline_config)?;
+        let sdk = match sdk {
+            Some(sdk) => sdk,
+            None => s3::load_sdk_config(&s3_settings).await,
+        };
+        if sdk.region().is_none() {
+            return Err(ConfigError::new(
+                "AWS_REGION",
+                "no region: set AWS_REGION (Lambda sets it) or a region in the AWS config",
+            )
+            .into());
+        }
+        let store = S3Store::new(&sdk, settings.force_path_style);
+        if !settings.key_template.keeps_extension() {
+            warn!(
+                key_template = settings.key_template.as_str(),
+                "DEST_KEY_TEMPLATE drops the source extension: sources that differ only in it (a.jpg, a.png) \
+                 share rendition keys and the later upload wins"
+            );
+        }
+        info!(
+            dest_bucket = %settings.dest_bucket,
+            key_template = settings.key_template.as_str(),
+            renditions = %pipeline.config().renditions.iter().map(ToString::to_string).collect::<Vec<_>>().join(","),
+            records_in_parallel = settings.concurrency.records,
+            renders_in_parallel = settings.concurrency.renders,
+            working_budget_mib = pipeline.config().limits.max_working_bytes >> 20,
+            region = store.region(),
+            "renditions-lambda initialised"
+        );
+        Ok(App {
+            handler: Handler::new(Arc::new(store), Arc::new(pipeline), Arc::new(settings)),
+        })
+    }
+
+    /// The handler (also usable without the runtime).
+    pub fn handler(&self) -> &Handler<S3Store> {
+        &self.handler
+    }
+
+    /// Serves one invocation: sets the X-Ray context, processes the payload, prints the EMF
+    /// metrics and answers (see [`Report::response`]).
+    pub async fn handle(&self, event: LambdaEvent<Value>) -> Result<Value, InvocationError> {
+        let (payload, ctx) = event.into_parts();
+        xray::set_invocation(ctx.xray_trace_id.as_deref().and_then(TraceContext::parse));
+        let deadline = instant_of(ctx.deadline());
+        let metrics = Metrics::new();
+        let result = self
+            .handler
+            .process(&payload, Some(deadline), &metrics)
+            .await;
+        let settings = self.handler.settings();
+        metrics.emit(&settings.metrics_namespace, &settings.function_name);
+        match result {
+            Err(e) => {
+                error!(reason = %e, "unrecognised event");
+                Err(e.into())
+            }
+            Ok(report) => {
+                let response = report.response();
+                info!(
+                    trigger = report.trigger.as_str(),
+                    objects = report.objects.len(),
+                    rendered = report.count("rendered"),
+                    rejected = report.count("rejected") + report.count("unreadable"),
+                    skipped = report.count("skipped"),
+                    failed = report.count("failed"),
+                    malformed = report.malformed.len(),
+                    ignored = report.ignored,
+                    batch_item_failures = report.batch_item_failures().len(),
+                    "invocation done"
+                );
+                response
+            }
+        }
+    }
+}
+
+async fn fetch_watermark(store: &S3Store, location: &str) -> Result<Vec<u8>, String> {
+    let Some((bucket, key)) = location
+        .split_once('/')
+        .filter(|(b, k)| !b.is_empty() && !k.is_empty())
+    else {
+        return Err(format!("`s3://{location}` is not s3://bucket/key"));
+    };
+    let req = store::GetRequest {
+        bucket: bucket.to_owned(),
+        key: key.to_owned(),
+        version_id: None,
+        if_match: None,
+        max_bytes: MAX_WATERMARK_BYTES,
+    };
+    store
+        .get(req)
+        .await
+        .map(|f| f.bytes)
+        .map_err(|e| format!("cannot fetch s3://{location}: {e}"))
+}
+
+/// A wall-clock deadline as an `Instant` (already passed → now).
+pub fn instant_of(deadline: SystemTime) -> Instant {
+    let left = deadline
+        .duration_since(SystemTime::now())
+        .unwrap_or(Duration::ZERO);
+    Instant::now() + left
+}
+
+/// Reports an init failure to the Lambda Runtime API (`POST /runtime/init/error`), as
+/// lambda_runtime only does that itself for SnapStart hooks. Logs the error too. Does
+/// nothing outside Lambda (no `AWS_LAMBDA_RUNTIME_API`); never fails.
+pub async fn report_init_error(err: &InitError) {
+    error!(error_type = err.error_type(), reason = %err, "init failed");
+    let Ok(api) = std::env::var("AWS_LAMBDA_RUNTIME_API") else {
+        return;
+    };
+    let body = serde_json::json!({
+        "errorType": err.error_type(),
+        "errorMessage": err.to_string(),
+        "stackTrace": [],
+    });
+    let post = async {
+        let base: http::Uri = format!("http://{api}")
+            .parse()
+            .map_err(|e| format!("bad AWS_LAMBDA_RUNTIME_API: {e}"))?;
+        let client = lambda_runtime_api_client::Client::builder()
+            .with_endpoint(base)
+            .build()
+            .map_err(|e| e.to_string())?;
+        let req = lambda_runtime_api_client::build_request()
+            .method("POST")
+            .uri("/2018-06-01/runtime/init/error")
+            .header("Lambda-Runtime-Function-Error-Type", "Runtime.InitError")
+            .header("Content-Type", "application/json")
+            .body(lambda_runtime_api_client::body::Body::from(
+                body.to_string(),
+            ))
+            .map_err(|e| e.to_string())?;
+        let resp = client.call(req).await.map_err(|e| e.to_string())?;
+        Ok::<_, String>(resp.status())
+    };
+    match tokio::time::timeout(Duration::from_secs(3), post).await {
+        Ok(Ok(status)) if status.is_success() => {}
+        Ok(Ok(status)) => error!(%status, "the Runtime API refused the init error report"),
+        Ok(Err(e)) => error!(reason = %e, "could not report the init error"),
+        Err(_) => error!("reporting the init error timed out"),
+    }
+}
