@@ -35,7 +35,8 @@ sys.path.insert(0, str(HERE))
 from ltlib import backend as backend_mod, procs, report  # noqa: E402
 from ltlib.poller import EventSourceMapping, Tracker, s3_keys_of  # noqa: E402
 from ltlib.runtime_api import Environment  # noqa: E402
-from ltlib.workload import PROFILES, build_uploads, materialize, prepare_sources, upload_all  # noqa: E402
+from ltlib.workload import (  # noqa: E402
+    PROFILES, build_uploads, materialize, prepare_sources, rendition_key, report_key, upload_all)
 
 REGION = "us-east-1"
 _log_lock = threading.Lock()
@@ -215,11 +216,11 @@ def verify(uploads, dst_keys: dict, rendition_names: list[str], s3=None, bucket:
         return True
 
     for u in uploads:
-        found = [k if exists(k := f"{r}/{u.key}") else None for r in rendition_names]
+        found = [k if exists(k := rendition_key(r, u.key)) else None for r in rendition_names]
         if all(found):
             res[u.key] = "rendered"
             n_objects += len(found)
-        elif exists(f"_rejected/{u.key}.json"):
+        elif exists(report_key(u.key)):
             res[u.key] = "rejected"
         else:
             res[u.key] = "lost" + (f" (partial: {sum(1 for f in found if f)}/{len(found)} renditions)"

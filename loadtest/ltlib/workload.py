@@ -2,6 +2,7 @@
 few bad files that must be rejected; plus the concurrent, rate-limited uploader."""
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import random
@@ -178,7 +179,8 @@ def make_bad_files(cache: Path, originals: list[Path]) -> list[Source]:
 def build_uploads(sources: list[Source], n: int, seed: int = 1) -> list[Upload]:
     """N uploads with unique keys: photos drawn at random (fixed seed, so every ENVS step
     and every run gets the same set), bad files spread through the run, ~10% of keys with
-    spaces and ~10% with non-ASCII characters."""
+    spaces, ~10% with non-ASCII characters and 2% exactly 1,024 bytes long (S3's maximum: their
+    rendition keys are shortened by the function, see `rendition_key`)."""
     rng = random.Random(seed)
     good = [s for s in sources if s.expect == "rendered"]
     bad = [s for s in sources if s.expect == "rejected"]
@@ -189,7 +191,10 @@ def build_uploads(sources: list[Source], n: int, seed: int = 1) -> list[Upload]:
     ups = []
     for i, s in enumerate(picks):
         stem, ext = s.path.stem, s.path.suffix.lower()
-        if i % 10 == 3:
+        if i % 50 == 11:
+            head = f"long keys/{i:05d}-{stem}-"
+            key = head + "k" * (1024 - len(head.encode()) - len(ext.encode())) + ext
+        elif i % 10 == 3:
             key = f"holiday photos/{i:05d} {stem} copy{ext}"
         elif i % 10 == 7:
             key = f"fotos/été-{i:05d}-Ünïcødé ☀ 写真 {stem}{ext}"
@@ -197,6 +202,31 @@ def build_uploads(sources: list[Source], n: int, seed: int = 1) -> list[Upload]:
             key = f"uploads/{i:05d}-{stem}{ext}"
         ups.append(Upload(key, s))
     return ups
+
+
+MAX_KEY_BYTES = 1024
+
+
+def fit_key(key: str) -> str:
+    """The function's key policy (src/lambda/keys.rs `fit`): a key over 1,024 UTF-8 bytes becomes
+    its longest prefix (on a character boundary) that fits with `~` + 32 hex digits of SHA-256."""
+    b = key.encode()
+    if len(b) <= MAX_KEY_BYTES:
+        return key
+    end = MAX_KEY_BYTES - 33
+    while end > 0 and (b[end] & 0xC0) == 0x80:
+        end -= 1
+    return b[:end].decode() + "~" + hashlib.sha256(b).hexdigest()[:32]
+
+
+def rendition_key(rendition: str, key: str) -> str:
+    """Where the function writes `rendition` of `key` (default DEST_KEY_TEMPLATE)."""
+    return fit_key(f"{rendition}/{key}")
+
+
+def report_key(key: str) -> str:
+    """Where the function writes the rejection report of `key`."""
+    return fit_key(f"_rejected/{key}.json")
 
 
 def s3_event(bucket: str, key: str, size: int, etag: str, region: str) -> str:

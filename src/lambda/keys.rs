@@ -99,6 +99,17 @@ mod tests {
     }
 
     #[test]
+    fn same_keys_as_the_load_test() {
+        // loadtest/ltlib/workload.py `fit_key` computes these too (it checks that nothing is lost).
+        let f = fit(&format!("large/{}", "k".repeat(1100)));
+        assert_eq!(f.len(), MAX_KEY_BYTES);
+        assert!(f.ends_with("~7806456bde249668504a0fc6edae3ff4"), "{f}");
+        let f = fit(&format!("large/{}", "猫".repeat(400)));
+        assert_eq!(f.len(), 1023);
+        assert!(f.ends_with("猫~fef48e31a619cc865a1f9af81dbf0d11"), "{f}");
+    }
+
+    #[test]
     fn shortening_never_splits_a_character() {
         // 3-byte characters: the cut lands inside one unless it backs off.
         let key = format!("thumb/{}", "猫".repeat(400));
