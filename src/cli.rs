@@ -133,7 +133,7 @@ fn parse_args(args: Vec<String>) -> Result<RenderArgs, String> {
 /// Result of one file.
 enum FileResult {
     Rendered {
-        output: RenderOutput,
+        output: Box<RenderOutput>,
         paths: Vec<PathBuf>,
         elapsed: Duration,
     },
@@ -231,7 +231,7 @@ fn render_file(pipeline: &Pipeline, file: &Path, out: &Path) -> FileResult {
         paths.push(path);
     }
     FileResult::Rendered {
-        output,
+        output: Box::new(output),
         paths,
         elapsed: start.elapsed(),
     }

@@ -333,6 +333,48 @@ async fn xray_subsegments_for_s3_calls_and_stages() {
             .count(),
         2
     );
+    // The stages sit where they ran: pipeline order, no overlap, inside the object.
+    let pipeline_stages = [
+        "decode",
+        "colour",
+        "resize",
+        "orient",
+        "watermark",
+        "encode",
+    ];
+    let time = |d: &Value, k: &str| d[k].as_f64().unwrap();
+    let mut stages: Vec<&Value> = docs
+        .iter()
+        .filter(|d| d["parent_id"] == good["id"])
+        .filter(|d| pipeline_stages.contains(&d["name"].as_str().unwrap()))
+        .collect();
+    stages.sort_by(|a, b| time(a, "start_time").total_cmp(&time(b, "start_time")));
+    let order: Vec<&str> = stages.iter().map(|d| d["name"].as_str().unwrap()).collect();
+    assert_eq!(
+        order,
+        [
+            "decode",
+            "colour",
+            "resize",
+            "resize",
+            "orient",
+            "watermark",
+            "encode",
+            "orient",
+            "watermark",
+            "encode"
+        ]
+    );
+    for pair in stages.windows(2) {
+        assert!(
+            time(pair[0], "end_time") <= time(pair[1], "start_time") + 1e-6,
+            "overlap: {} then {}",
+            pair[0],
+            pair[1]
+        );
+    }
+    assert!(time(stages[0], "start_time") >= time(good, "start_time") - 1e-6);
+    assert!(time(stages[stages.len() - 1], "end_time") <= time(good, "end_time") + 1e-6);
 
     let s3_docs = named("S3");
     let op = |d: &&&Value, o: &str| d["aws"]["operation"] == o;

@@ -719,51 +719,43 @@ impl<S: ObjectStore> Handler<S> {
     }
 }
 
-/// Emits the pipeline's stages as child subsegments of the current (object) span. The
-/// pipeline is synchronous and reports durations only, so the stages are laid out back to
-/// back from the render's start, in pipeline order: decode, colour, resize (one per
-/// rendition, largest first), orient, watermark, encode (one per rendition).
+/// Emits the pipeline's stages as child subsegments of the current (object) span, each at the
+/// offset from the render's start the pipeline recorded ([`crate::pipeline::StageSpan`]), so
+/// X-Ray shows exactly when each ran: decode, colour, resize per rendition, then orient,
+/// watermark and encode per rendition.
 fn emit_stage_spans(start: SystemTime, out: &RenderOutput) {
-    let secs = |t: SystemTime| {
-        t.duration_since(UNIX_EPOCH)
+    let secs = |offset: Duration| {
+        (start + offset)
+            .duration_since(UNIX_EPOCH)
             .map_or(0.0, |d| d.as_secs_f64())
     };
-    let mut cursor = start;
-    let mut next = |d: Duration| {
-        let (a, b) = (cursor, cursor + d);
-        cursor = b;
-        (secs(a), secs(b))
-    };
-    let t = &out.timings;
-    let (a, b) = next(t.decode);
-    drop(
-        tracing::info_span!(target: "renditions::xray", "decode", xray.start_time = a, xray.end_time = b, format = out.format.as_str(), detail = %out.detail, decoded_width = out.decoded_width, decoded_height = out.decoded_height),
-    );
-    let (a, b) = next(t.colour);
-    drop(
-        tracing::info_span!(target: "renditions::xray", "colour", xray.start_time = a, xray.end_time = b, icc_converted = out.icc_converted),
-    );
-    let mut by_area: Vec<_> = out.renditions.iter().collect();
-    by_area.sort_by_key(|r| std::cmp::Reverse(u64::from(r.width) * u64::from(r.height)));
-    for r in by_area {
-        let (a, b) = next(r.resize_time);
-        drop(
-            tracing::info_span!(target: "renditions::xray", "resize", xray.start_time = a, xray.end_time = b, rendition = %r.name, width = r.width, height = r.height),
-        );
-    }
-    let (a, b) = next(t.orient);
-    drop(
-        tracing::info_span!(target: "renditions::xray", "orient", xray.start_time = a, xray.end_time = b, orientation = out.orientation),
-    );
-    let (a, b) = next(t.watermark);
-    drop(
-        tracing::info_span!(target: "renditions::xray", "watermark", xray.start_time = a, xray.end_time = b),
-    );
-    for r in &out.renditions {
-        let (a, b) = next(r.encode_time);
-        drop(
-            tracing::info_span!(target: "renditions::xray", "encode", xray.start_time = a, xray.end_time = b, rendition = %r.name, encoding = r.encoding.extension(), bytes = r.bytes.len()),
-        );
+    for stage in &out.stages {
+        let (a, b) = (secs(stage.start), secs(stage.start + stage.duration));
+        let r = stage.rendition.and_then(|i| out.renditions.get(i));
+        let name = r.map_or("", |r| r.name.as_str());
+        // One span per stage kind: `tracing` span names are static.
+        let span = match stage.stage {
+            "decode" => {
+                tracing::info_span!(target: "renditions::xray", "decode", xray.start_time = a, xray.end_time = b, format = out.format.as_str(), detail = %out.detail, decoded_width = out.decoded_width, decoded_height = out.decoded_height)
+            }
+            "colour" => {
+                tracing::info_span!(target: "renditions::xray", "colour", xray.start_time = a, xray.end_time = b, icc_converted = out.icc_converted)
+            }
+            "resize" => {
+                tracing::info_span!(target: "renditions::xray", "resize", xray.start_time = a, xray.end_time = b, rendition = name, width = r.map_or(0, |r| r.width), height = r.map_or(0, |r| r.height))
+            }
+            "orient" => {
+                tracing::info_span!(target: "renditions::xray", "orient", xray.start_time = a, xray.end_time = b, rendition = name, orientation = out.orientation)
+            }
+            "watermark" => {
+                tracing::info_span!(target: "renditions::xray", "watermark", xray.start_time = a, xray.end_time = b, rendition = name, stamped = r.is_some_and(|r| r.watermarked))
+            }
+            "encode" => {
+                tracing::info_span!(target: "renditions::xray", "encode", xray.start_time = a, xray.end_time = b, rendition = name, encoding = r.map_or("", |r| r.encoding.extension()), bytes = r.map_or(0, |r| r.bytes.len()))
+            }
+            _ => continue,
+        };
+        drop(span);
     }
 }
 

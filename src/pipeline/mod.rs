@@ -56,6 +56,52 @@ impl StageTimings {
     }
 }
 
+/// When one stage ran, relative to the start of [`Pipeline::render`]: what X-Ray shows as the
+/// stage's subsegment. Stages run in this order: decode, colour, resize (every rendition,
+/// largest first), then orient, watermark and encode for each rendition in turn.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StageSpan {
+    /// `decode`, `colour`, `resize`, `orient`, `watermark` or `encode`.
+    pub stage: &'static str,
+    /// Index into [`RenderOutput::renditions`] for per-rendition stages.
+    pub rendition: Option<usize>,
+    /// Offset from the start of the render.
+    pub start: Duration,
+    pub duration: Duration,
+}
+
+/// Records [`StageSpan`]s against one origin.
+struct StageClock {
+    origin: Instant,
+    spans: Vec<StageSpan>,
+}
+
+impl StageClock {
+    fn new() -> Self {
+        StageClock {
+            origin: Instant::now(),
+            spans: Vec::with_capacity(16),
+        }
+    }
+
+    /// Records `stage` as having run from `started` until now; returns its duration.
+    fn record(
+        &mut self,
+        stage: &'static str,
+        rendition: Option<usize>,
+        started: Instant,
+    ) -> Duration {
+        let duration = started.elapsed();
+        self.spans.push(StageSpan {
+            stage,
+            rendition,
+            start: started.saturating_duration_since(self.origin),
+            duration,
+        });
+        duration
+    }
+}
+
 /// One encoded output.
 #[derive(Debug, Clone)]
 pub struct Rendition {
@@ -89,6 +135,8 @@ pub struct RenderOutput {
     pub has_alpha: bool,
     pub renditions: Vec<Rendition>,
     pub timings: StageTimings,
+    /// Every stage with its start and length, in the order they ran.
+    pub stages: Vec<StageSpan>,
     /// Non-fatal observations (e.g. an unusable ICC profile was ignored).
     pub notes: Vec<String>,
 }
@@ -155,6 +203,7 @@ impl Pipeline {
             )));
         }
         let mut timings = StageTimings::default();
+        let mut clock = StageClock::new();
         let mut notes = Vec::new();
 
         let t = Instant::now();
@@ -199,7 +248,7 @@ impl Pipeline {
             )));
         }
         let decoded = probe.decode(min_scale, limits.max_working_bytes)?;
-        timings.decode = t.elapsed();
+        timings.decode = clock.record("decode", None, t);
 
         let t = Instant::now();
         let converted = colour::to_srgb(decoded, icc.as_deref(), &self.transforms);
@@ -216,30 +265,32 @@ impl Pipeline {
                 source.into_rgb()
             };
         }
-        timings.colour = t.elapsed();
+        timings.colour = clock.record("colour", None, t);
 
-        let resized = self.resize_all(&source, width, height, &targets)?;
+        let resized = self.resize_all(&source, width, height, &targets, &mut clock)?;
         let (decoded_width, decoded_height) = (source.width, source.height);
         drop(source);
 
         let mut renditions = Vec::with_capacity(targets.len());
-        for (spec, (bitmap, resize_time)) in self.config.renditions.iter().zip(resized) {
+        for (i, (spec, (bitmap, resize_time))) in
+            self.config.renditions.iter().zip(resized).enumerate()
+        {
             timings.resize += resize_time;
             let t = Instant::now();
             let mut bitmap = orient::apply(bitmap, orientation);
-            timings.orient += t.elapsed();
+            timings.orient += clock.record("orient", Some(i), t);
 
             let t = Instant::now();
             let watermarked = self
                 .watermark
                 .as_ref()
                 .is_some_and(|w| w.stamp(&mut bitmap));
-            timings.watermark += t.elapsed();
+            timings.watermark += clock.record("watermark", Some(i), t);
 
             let t = Instant::now();
             let bytes = encode::encode(&bitmap, encoding, &self.config)
                 .map_err(|e| Rejection::too_large(format!("rendition {}: {e}", spec.name)))?;
-            let encode_time = t.elapsed();
+            let encode_time = clock.record("encode", Some(i), t);
             timings.encode += encode_time;
             renditions.push(Rendition {
                 name: spec.name.clone(),
@@ -264,6 +315,7 @@ impl Pipeline {
             has_alpha,
             renditions,
             timings,
+            stages: clock.spans,
             notes,
         })
     }
@@ -277,6 +329,7 @@ impl Pipeline {
         full_w: u32,
         full_h: u32,
         targets: &[Target],
+        clock: &mut StageClock,
     ) -> Result<Vec<(Bitmap, Duration)>, Rejection> {
         let mut order: Vec<usize> = (0..targets.len()).collect();
         order.sort_by_key(|&i| {
@@ -311,7 +364,8 @@ impl Pipeline {
             let out = resize::resize(src, crop, t.width, t.height).map_err(|e| {
                 Rejection::corrupt(format!("resize to {}x{} failed: {e}", t.width, t.height))
             })?;
-            made[i] = Some((out, start.elapsed()));
+            let took = clock.record("resize", Some(i), start);
+            made[i] = Some((out, took));
         }
         Ok(made.into_iter().flatten().collect())
     }
