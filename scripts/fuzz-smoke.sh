@@ -29,21 +29,20 @@ if ! cargo +nightly --version >/dev/null 2>&1; then
 fi
 
 status=0
+# One build for every target (they share the crate build), then a bounded run of each.
+echo "== fuzz build ${targets[*]}"
+build_start=$(date +%s)
+if ! (cd fuzz && cargo +nightly fuzz build -O); then
+  echo "FAIL fuzz build"
+  exit 1
+fi
+echo "== fuzz build took $(( $(date +%s) - build_start )) s"
 for t in "${targets[@]}"; do
-  features=()
-  # `events` parses Lambda payloads: it needs the crate's `lambda` feature (AWS SDK).
-  [ "$t" = events ] && features=(--features events)
-  echo "== fuzz build $t"
-  if ! (cd fuzz && cargo +nightly fuzz build -O "${features[@]}" "$t"); then
-    echo "FAIL fuzz build $t"
-    status=1
-    continue
-  fi
   mkdir -p "$work/$t" "fuzz/artifacts/$t"
   echo "== fuzz run $t for ${seconds}s"
   # -timeout: a unit taking > 5 s is a hang; -rss_limit_mb: the whole process (ASan included);
   # -malloc_limit_mb: any single allocation over 512 MiB is a memory blow-up.
-  if ! (cd fuzz && cargo +nightly fuzz run -O "${features[@]}" "$t" "$work/$t" "corpus/$t" -- \
+  if ! (cd fuzz && cargo +nightly fuzz run -O "$t" "$work/$t" "corpus/$t" -- \
         -max_total_time="$seconds" -rss_limit_mb=1024 -malloc_limit_mb=512 -timeout=5 \
         -print_final_stats=1 2>&1 | tail -n 40); then
     echo "FAIL fuzz run $t: see fuzz/artifacts/$t/"
