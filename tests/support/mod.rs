@@ -440,6 +440,16 @@ pub async fn get(
     (bytes, content_type, metadata)
 }
 
+/// Invokes `event` and asserts that the function failed it as retryable, with a message that
+/// contains `needle` (the key, the cause); returns the error body.
+pub async fn invoke_expecting_retry(api: &RuntimeApi, event: &Value, needle: &str) -> Value {
+    let error = api.invoke(event, None).await.error();
+    assert_eq!(error["errorType"], "Renditions.RetryableFailure", "{error}");
+    let message = error["errorMessage"].as_str().unwrap_or_default();
+    assert!(message.contains(needle), "{needle:?} not in {error}");
+    error
+}
+
 /// One S3 ObjectCreated record (key URL-encoded like S3 does).
 pub fn s3_record(bucket: &str, key: &str, etag: Option<&str>) -> Value {
     let mut object = json!({"key": encode_key(key), "size": 1, "sequencer": "0A1B2C3D4E5F678901"});
