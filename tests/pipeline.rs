@@ -722,4 +722,13 @@ fn avif_output_is_an_avif_file() {
     let r = &out.renditions[0];
     assert_eq!(r.encoding, renditions::config::Encoding::Avif);
     assert_eq!(&r.bytes[4..12], b"ftypavif", "not an AVIF container");
+    // The `ispe` property (image spatial extents): version/flags, then width and height.
+    let at = r
+        .bytes
+        .windows(4)
+        .position(|w| w == b"ispe")
+        .expect("an ispe box");
+    let be = |i: usize| u32::from_be_bytes(r.bytes[i..i + 4].try_into().unwrap());
+    assert_eq!((be(at + 8), be(at + 12)), (64, 48), "AVIF dimensions");
+    assert_eq!((r.width, r.height), (64, 48));
 }
