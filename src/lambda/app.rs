@@ -103,7 +103,7 @@ impl App {
             .into());
         }
         let store = S3Store::new(&sdk, settings.force_path_style);
-        if !settings.key_template.keeps_extension() {
+        if !settings.key_template.keeps_whole_key() {
             warn!(
                 key_template = settings.key_template.as_str(),
                 "DEST_KEY_TEMPLATE drops the source extension: sources that differ only in it (a.jpg, a.png) \

@@ -149,7 +149,7 @@ impl KeyTemplate {
 
     /// Whether two sources that differ only in their extension (`a.jpg`, `a.png`) get
     /// different keys: the template keeps the whole key, not just its stem or base name.
-    pub fn keeps_extension(&self) -> bool {
+    pub fn keeps_whole_key(&self) -> bool {
         self.parts.contains(&Part::Key)
     }
 
@@ -441,7 +441,7 @@ mod tests {
     #[test]
     fn default_template_keeps_the_whole_key() {
         let t = KeyTemplate::parse("T", DEFAULT_KEY_TEMPLATE).unwrap();
-        assert!(t.keeps_extension());
+        assert!(t.keeps_whole_key());
         // The format does not change the key: a client can compute it from the source key.
         assert_eq!(
             t.render("large", "inbox/2026/cat.png", "jpg"),
@@ -477,7 +477,7 @@ mod tests {
     #[test]
     fn stem_template_swaps_the_extension() {
         let t = KeyTemplate::parse("T", "{rendition}/{key_stem}.{ext}").unwrap();
-        assert!(!t.keeps_extension());
+        assert!(!t.keeps_whole_key());
         assert_eq!(
             t.render("large", "inbox/2026/cat.png", "jpg"),
             "large/inbox/2026/cat.jpg"
