@@ -32,7 +32,7 @@ build-native: deps
 
 ## demo: the main job on embedded defaults: an in-process S3 server, sample uploads, renditions
 demo: deps
-	$(CARGO) run --release --bin demo
+	$(CARGO) run --release --example demo
 
 ## test: everything CI runs
 test: deps py-deps

@@ -10,9 +10,9 @@ use std::path::PathBuf;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use renditions::bitmap::{Bitmap, Channels};
 use renditions::codec::libjpeg;
-use renditions::config::{OutputFormat, WatermarkSpec};
 use renditions::pipeline::geometry::Crop;
 use renditions::pipeline::{resize, watermark};
+use renditions::settings::{OutputFormat, WatermarkSpec};
 use renditions::{Pipeline, PipelineConfig};
 
 fn corpus() -> PathBuf {

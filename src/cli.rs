@@ -12,37 +12,31 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::config::{ConfigError, PIPELINE_SETTINGS, PipelineConfig};
 use crate::pipeline::{Pipeline, RenderOutput};
 use crate::reject::Rejection;
+use crate::settings::{self, ConfigError, PipelineConfig};
 
-pub const USAGE: &str = "\
+/// `renditions --help`: the commands, the options from the settings table, and the CLI's own.
+pub fn usage() -> String {
+    format!(
+        "\
 usage: renditions render [OPTIONS] --out DIR FILE...
+       renditions settings
 
-Renders each FILE into DIR/<rendition>/<file stem>.<ext>.
+render: renders each FILE into DIR/<rendition>/<file stem>.<ext>.
+settings: prints every setting (variable, flag, default, meaning) as a Markdown table.
 
 options (each matches the Lambda environment variable in brackets):
-  --renditions SPEC          NAME:SIDE | NAME:WxH | NAME:WxH:cover, comma-separated
-                             [RENDITIONS, default large:1600,medium:800,thumb:320]
-  --format F                 auto|jpeg|png|webp|avif [OUTPUT_FORMAT, default auto]
-  --quality Q                JPEG quality 1-100 [JPEG_QUALITY, default 82]
-  --progressive BOOL         progressive JPEG [JPEG_PROGRESSIVE, default false]
-  --lossy-quality Q          WebP/AVIF quality 0-100 [LOSSY_QUALITY, default 80]
-  --watermark W              default | none | PATH.png | text:TEXT [WATERMARK, default default]
-  --watermark-position P     top-left ... bottom-right, 9 anchors [WATERMARK_POSITION, default bottom-right]
-  --watermark-opacity X      0-1 [WATERMARK_OPACITY, default 0.5]
-  --watermark-width X        fraction of the rendition width [WATERMARK_WIDTH, default 0.25]
-  --watermark-margin X       fraction of the rendition width [WATERMARK_MARGIN, default 0.02]
-  --watermark-min-width PX   no mark below this width [WATERMARK_MIN_WIDTH, default 200]
-  --background COLOUR        flatten transparency for JPEG [BACKGROUND, default #ffffff]
-  --max-input-bytes N        [MAX_INPUT_BYTES, default 52428800]
-  --max-input-pixels N       [MAX_INPUT_PIXELS, default 100000000]
-  --cascade BOOL             make small renditions from larger ones [CASCADE, default true]
-  --shrink-on-load BOOL      decode JPEG/WebP at reduced scale [SHRINK_ON_LOAD, default true]
-  --threads N                images rendered in parallel (1 = exactly one thread)
+{}  --threads N                images rendered in parallel (1 = exactly one thread)
   --json                     one JSON object per file, with per-stage timings
   --out DIR                  output folder (required)
-";
+",
+        settings::cli_options()
+    )
+}
+
+/// What `parse_args` answers for `renditions settings` (a command with no arguments).
+const SETTINGS_REQUESTED: &str = "\0settings";
 
 /// Parsed `render` arguments.
 struct RenderArgs {
@@ -53,17 +47,8 @@ struct RenderArgs {
     files: Vec<PathBuf>,
 }
 
-fn flag_for(setting: &str) -> String {
-    match setting {
-        "OUTPUT_FORMAT" => "--format".into(),
-        "JPEG_QUALITY" => "--quality".into(),
-        "JPEG_PROGRESSIVE" => "--progressive".into(),
-        other => format!("--{}", other.to_ascii_lowercase().replace('_', "-")),
-    }
-}
-
 fn usage_error(msg: impl std::fmt::Display) -> String {
-    format!("renditions: {msg}\n\n{USAGE}")
+    format!("renditions: {msg}\n\n{}", usage())
 }
 
 fn parse_args(args: Vec<String>) -> Result<RenderArgs, String> {
@@ -71,7 +56,8 @@ fn parse_args(args: Vec<String>) -> Result<RenderArgs, String> {
     let mut p = lexopt::Parser::from_args(args);
     match p.next().map_err(usage_error)? {
         Some(Value(cmd)) if cmd == "render" => {}
-        Some(Long("help")) | Some(Short('h')) | None => return Err(USAGE.to_string()),
+        Some(Value(cmd)) if cmd == "settings" => return Err(SETTINGS_REQUESTED.to_string()),
+        Some(Long("help")) | Some(Short('h')) | None => return Err(usage()),
         Some(other) => {
             return Err(usage_error(format!(
                 "unknown command {:?}; expected `render`",
@@ -79,10 +65,6 @@ fn parse_args(args: Vec<String>) -> Result<RenderArgs, String> {
             )));
         }
     }
-    let flags: HashMap<String, &str> = PIPELINE_SETTINGS
-        .iter()
-        .map(|s| (flag_for(s).trim_start_matches("--").to_string(), *s))
-        .collect();
     let mut a = RenderArgs {
         settings: HashMap::new(),
         threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
@@ -107,9 +89,9 @@ fn parse_args(args: Vec<String>) -> Result<RenderArgs, String> {
                     .filter(|n| (1..=256).contains(n))
                     .ok_or_else(|| usage_error(format!("--threads: `{v}` must be 1..=256")))?;
             }
-            Long("help") | Short('h') => return Err(USAGE.to_string()),
+            Long("help") | Short('h') => return Err(usage()),
             Long(name) => {
-                let Some(setting) = flags.get(name) else {
+                let Some(setting) = settings::find_flag(name) else {
                     return Err(usage_error(format!("unknown option --{name}")));
                 };
                 let v = p
@@ -117,7 +99,7 @@ fn parse_args(args: Vec<String>) -> Result<RenderArgs, String> {
                     .map_err(usage_error)?
                     .string()
                     .map_err(usage_error)?;
-                a.settings.insert((*setting).to_string(), v);
+                a.settings.insert(setting.name.to_string(), v);
             }
             Value(f) => a.files.push(PathBuf::from(f)),
             Short(c) => return Err(usage_error(format!("unknown option -{c}"))),
@@ -145,9 +127,12 @@ enum FileResult {
 pub fn run(args: Vec<String>) -> i32 {
     let a = match parse_args(args) {
         Ok(a) => a,
+        Err(msg) if msg == SETTINGS_REQUESTED => {
+            print!("{}", settings::markdown_table());
+            return 0;
+        }
         Err(msg) => {
-            let help = msg == USAGE;
-            if help {
+            if msg == usage() {
                 print!("{msg}");
                 return 0;
             }
@@ -161,7 +146,11 @@ pub fn run(args: Vec<String>) -> i32 {
     let pipeline = match config.and_then(Pipeline::new) {
         Ok(p) => p,
         Err(ConfigError { setting, problem }) => {
-            eprintln!("renditions: {}: {problem}", flag_for(&setting));
+            let name = match settings::find(&setting).and_then(|s| s.flag) {
+                Some((flag, _)) => format!("--{flag}"),
+                None => setting,
+            };
+            eprintln!("renditions: {name}: {problem}");
             return 2;
         }
     };
@@ -282,7 +271,7 @@ fn report(file: &Path, r: &FileResult, json: bool) {
                         "watermarked": r.watermarked,
                         "path": p.display().to_string(),
                     })).collect::<Vec<_>>(),
-                    "timings_ms": output.timings.as_millis().iter().map(|(k, v)| (k.to_string(), serde_json::json!(round3(*v)))).collect::<serde_json::Map<_, _>>(),
+                    "timings_ms": output.timings.as_millis().iter().map(|(k, v)| (k.as_str().to_string(), serde_json::json!(round3(*v)))).collect::<serde_json::Map<_, _>>(),
                     "total_ms": round3(elapsed.as_secs_f64() * 1000.0),
                     "notes": output.notes,
                 });

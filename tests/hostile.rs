@@ -19,7 +19,7 @@ use std::process::{Command, Stdio};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use renditions::config::WatermarkSource;
+use renditions::settings::WatermarkSource;
 use renditions::{Pipeline, PipelineConfig, RejectKind};
 
 /// Peak resident memory allowed for one input (the child's whole process).

@@ -10,8 +10,8 @@ mod support;
 use std::collections::HashSet;
 use std::time::Duration;
 
-use renditions::local::Fault;
 use serde_json::{Value, json};
+use support::local_s3::Fault;
 use support::*;
 
 const SRC: &str = "uploads";
@@ -582,10 +582,7 @@ async fn key_policy_over_real_s3() {
         let (bytes, ct, meta) = get(&s3, DEST, &format!("small/{key}")).await;
         assert_eq!(size_of(&bytes), *size, "{key}");
         assert_eq!(ct.as_deref(), Some("image/jpeg"), "{key}");
-        assert_eq!(
-            meta["source-key"],
-            renditions::lambda::event::encode_key(key)
-        );
+        assert_eq!(meta["source-key"], renditions::event::keys::encode_key(key));
     }
     let dest = keys(&s3, DEST).await;
     let reports: Vec<&String> = dest

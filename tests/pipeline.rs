@@ -4,9 +4,10 @@
 use std::sync::Arc;
 
 use renditions::bitmap::{Bitmap, Channels};
+use renditions::codec::exif;
 use renditions::codec::{libjpeg, libwebp};
-use renditions::config::{Fit, OutputFormat, RenditionSpec, WatermarkSource};
-use renditions::pipeline::{exif, orient};
+use renditions::pipeline::orient;
+use renditions::settings::{Fit, OutputFormat, RenditionSpec, WatermarkSource};
 use renditions::{Pipeline, PipelineConfig, RejectKind};
 
 fn config(spec: &str) -> PipelineConfig {
@@ -325,7 +326,7 @@ fn white_on_transparent_has_no_dark_fringe_and_stays_png() {
     let out = pipeline("r:77").render(&png(&b)).unwrap();
     assert!(out.has_alpha);
     let r = &out.renditions[0];
-    assert_eq!(r.encoding, renditions::config::Encoding::Png);
+    assert_eq!(r.encoding, renditions::settings::Encoding::Png);
     let img = decode(&r.bytes);
     let mut edge = 0;
     for p in img.pixels() {
@@ -720,7 +721,7 @@ fn avif_output_is_an_avif_file() {
         .render(&jpeg(&quadrants(128, 96)))
         .unwrap();
     let r = &out.renditions[0];
-    assert_eq!(r.encoding, renditions::config::Encoding::Avif);
+    assert_eq!(r.encoding, renditions::settings::Encoding::Avif);
     assert_eq!(&r.bytes[4..12], b"ftypavif", "not an AVIF container");
     // The `ispe` property (image spatial extents): version/flags, then width and height.
     let at = r

@@ -13,10 +13,10 @@ mod support;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use renditions::local::LocalS3;
 use renditions::{Pipeline, PipelineConfig};
 use serde_json::{Value, json};
 use support::fault_proxy::{FaultProxy, ProxyFault};
+use support::local_s3::LocalS3;
 use support::*;
 
 const SRC: &str = "uploads";

@@ -1,4 +1,4 @@
-//! bytes → the Lambda trigger parser (`renditions::lambda::event`): S3, SQS (with SNS
+//! bytes → the Lambda trigger parser (`renditions::event`): S3, SQS (with SNS
 //! envelopes) and EventBridge payloads, and the S3 key decoding they all go through.
 //!
 //! Properties: parsing never panics, whatever the JSON; every decoded key is non-empty;
@@ -8,8 +8,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use renditions::lambda::event::{self, Entry};
-use renditions::lambda::keys;
+use renditions::event::{self, Entry};
+use renditions::event::keys;
 
 fuzz_target!(|data: &[u8]| {
     // The raw bytes as a key: decoding must never panic.

@@ -9,7 +9,7 @@
 use std::sync::LazyLock;
 
 use libfuzzer_sys::fuzz_target;
-use renditions::config::{RenditionSpec, WatermarkSource};
+use renditions::settings::{RenditionSpec, WatermarkSource};
 use renditions::{Pipeline, PipelineConfig};
 
 static PIPELINE: LazyLock<Pipeline> = LazyLock::new(|| {

@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import random
+import shutil
 import threading
 import time
 import uuid
@@ -102,12 +103,81 @@ def _downscale(args) -> list[str]:
     return written
 
 
+def list_photos(photos: Path) -> list[Path]:
+    """The image files (by extension) directly in `photos`; [] when it is not a directory."""
+    if not photos.is_dir():
+        return []
+    return sorted(p for p in photos.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXT)
+
+
+# Images made with Pillow for the repository-only workload, for what assets/samples lacks:
+# an opaque PNG (kind "png") and a 6 MP JPEG, big enough for the "mixed" profile to make its
+# 1, 2 and 4 MP variants (the samples are 0.2-1.6 MP). Deterministic content (gradients, a
+# Mandelbrot, shapes): the same bytes on every run, so the downscaling cache stays valid.
+GENERATED = {"generated-opaque.png": (1280, 853), "generated-6mp.jpg": (3000, 2000)}
+
+
+def _generate(dst: Path, size: tuple[int, int]) -> None:
+    from PIL import Image, ImageDraw
+    w, h = size
+    r = Image.effect_mandelbrot((w, h), (-2.2, -1.2, 0.8, 1.2), 60)
+    g = Image.linear_gradient("L").resize((w, h))
+    b = Image.radial_gradient("L").resize((w, h))
+    im = Image.merge("RGB", (r, g, b))
+    draw = ImageDraw.Draw(im)
+    for i in range(12):                          # some edges and flat areas for the resampler
+        x, y = (i * 7919) % w, (i * 104729) % h
+        rad = max(8, min(w, h) // (4 + i))
+        draw.ellipse((x - rad, y - rad, x + rad, y + rad), fill=((40 * i) % 256, 255 - 20 * i, (90 * i) % 256))
+    tmp = dst.with_suffix(dst.suffix + ".tmp")
+    if dst.suffix == ".png":
+        im.save(tmp, "PNG", compress_level=6)
+    else:
+        im.save(tmp, "JPEG", quality=90, subsampling=2)
+    os.replace(tmp, dst)
+
+
+def stage_repo_samples(samples: Path, dest: Path, log) -> Path:
+    """The photo folder used when there is no corpus (`run.py --fallback-to-samples`): the
+    repository's sample photos in `samples` (assets/samples: baseline JPEG, progressive JPEG with
+    EXIF orientation 6, lossy WebP, PNG with alpha) that Pillow opens, copied into `dest`, plus the
+    GENERATED images, written there once. Files that are not images (assets/samples/not-a-photo.jpg)
+    are left out: the run makes its own bad files."""
+    from PIL import Image, UnidentifiedImageError
+    dest.mkdir(parents=True, exist_ok=True)
+    copied, skipped = [], []
+    for p in list_photos(samples):
+        try:
+            with Image.open(p) as im:
+                im.verify()
+        except (UnidentifiedImageError, OSError, SyntaxError):
+            skipped.append(p.name)
+            continue
+        target = dest / p.name
+        if not target.exists() or target.stat().st_size != p.stat().st_size:
+            shutil.copyfile(p, target)
+        copied.append(p.name)
+    for name, size in GENERATED.items():
+        if not (dest / name).exists():
+            _generate(dest / name, size)
+    wanted = set(copied) | set(GENERATED)
+    for stale in list_photos(dest):              # a sample removed from the repository
+        if stale.name not in wanted:
+            stale.unlink()
+    if not copied:
+        raise SystemExit(f"no sample photos in {samples} either")
+    log(f"workload: {len(copied)} repository samples from {samples} ({', '.join(copied)}) + "
+        f"{len(GENERATED)} images generated with Pillow ({', '.join(GENERATED)}), staged in {dest}"
+        + (f"; not images, left out: {', '.join(skipped)}" if skipped else ""))
+    return dest
+
+
 def prepare_sources(photos: Path, cache: Path, profile: str, fixtures: list[Path], log) -> list[Source]:
     """Every candidate source. With a downscaling profile, variants are only planned here
     (from the photos' headers); `materialize()` writes the ones a run actually uses."""
     from PIL import Image
     cache.mkdir(parents=True, exist_ok=True)
-    originals = sorted(p for p in photos.iterdir() if p.suffix.lower() in IMAGE_EXT) if photos.is_dir() else []
+    originals = list_photos(photos)
     if not originals:
         raise SystemExit(f"no photos in {photos} (use --photos DIR)")
     kinds_file = cache / "kinds.json"
@@ -149,8 +219,9 @@ def materialize(sources: list[Source], log) -> None:
     if not by_origin:
         return
     t0 = time.time()
+    dest = Path(next(iter(by_origin.values()))[0][0]).parent
     log(f"downscaling {sum(map(len, by_origin.values()))} variants of {len(by_origin)} photos into "
-        f"{s.path.parent} (once; cached)")
+        f"{dest} (once; cached)")
     from concurrent.futures import ProcessPoolExecutor
     jobs = sorted(((str(o), j) for o, j in by_origin.items()), key=lambda j: -os.path.getsize(j[0]))
     with ProcessPoolExecutor(max_workers=min(len(jobs), os.cpu_count() or 2)) as ex:
@@ -176,16 +247,18 @@ def make_bad_files(cache: Path, originals: list[Path]) -> list[Source]:
             Source(empty, "bad-empty", 0, "rejected")]
 
 
-def build_uploads(sources: list[Source], n: int, seed: int = 1) -> list[Upload]:
+def build_uploads(sources: list[Source], n: int, seed: int = 1, every: list[Source] = ()) -> list[Upload]:
     """N uploads with unique keys: photos drawn at random (fixed seed, so every ENVS step
     and every run gets the same set), bad files spread through the run, ~10% of keys with
     spaces, ~10% with non-ASCII characters and 2% exactly 1,024 bytes long (S3's maximum: their
-    rendition keys are shortened by the function, see `rendition_key`)."""
+    rendition keys are shortened by the function, see `rendition_key`). Each source in `every`
+    is uploaded at least once when N allows (the small repository-samples workload)."""
     rng = random.Random(seed)
     good = [s for s in sources if s.expect == "rendered"]
     bad = [s for s in sources if s.expect == "rejected"]
     n_bad = min(n, max(len(bad), n // 100 // len(bad) * len(bad))) if n >= len(bad) else n
-    picks = [rng.choice(good) for _ in range(n - n_bad)]
+    must = [s for s in every if s.expect == "rendered"][: n - n_bad]
+    picks = must + [rng.choice(good) for _ in range(n - n_bad - len(must))]
     picks += [bad[i % len(bad)] for i in range(n_bad)]
     rng.shuffle(picks)
     ups = []
@@ -208,7 +281,7 @@ MAX_KEY_BYTES = 1024
 
 
 def fit_key(key: str) -> str:
-    """The function's key policy (src/lambda/keys.rs `fit`): a key over 1,024 UTF-8 bytes becomes
+    """The function's key policy (src/event/keys.rs `fit`): a key over 1,024 UTF-8 bytes becomes
     its longest prefix (on a character boundary) that fits with `~` + 32 hex digits of SHA-256."""
     b = key.encode()
     if len(b) <= MAX_KEY_BYTES:

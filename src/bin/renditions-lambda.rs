@@ -1,9 +1,9 @@
 //! `renditions-lambda` (`bootstrap` in the deployment zip): wiring only. Logging and X-Ray,
 //! then the app from the environment (an init error is reported to the Runtime API and
-//! ends the process), then the Lambda runtime loop. The work lives in `renditions::lambda`.
+//! ends the process), then the Lambda runtime loop. The work lives in `renditions::function` and `renditions::handler`.
 
 use lambda_runtime::{LambdaEvent, service_fn};
-use renditions::lambda::{App, report_init_error};
+use renditions::function::{App, report_init_error};
 use serde_json::Value;
 
 #[tokio::main]

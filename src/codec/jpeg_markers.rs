@@ -4,7 +4,7 @@
 //! This runs before anything is allocated for pixels, so a file that declares 65500×65500 is
 //! refused after reading a few hundred bytes.
 
-use crate::pipeline::exif::{self, Orientation};
+use crate::codec::exif::{self, Orientation};
 use crate::reject::Rejection;
 
 /// What the header says about a JPEG.

@@ -6,7 +6,7 @@ use std::ffi::c_int;
 
 use libwebp_sys as ffi;
 
-use crate::pipeline::exif::{self, Orientation};
+use crate::codec::exif::{self, Orientation};
 use crate::reject::Rejection;
 
 /// What the container says about a WebP file.

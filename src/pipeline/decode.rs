@@ -11,8 +11,8 @@ use std::io::Cursor;
 use image::{ColorType, ImageDecoder, ImageError};
 
 use crate::bitmap::{Bitmap, Channels};
+use crate::codec::exif::Orientation;
 use crate::codec::{jpeg_markers, libjpeg, libwebp};
-use crate::pipeline::exif::Orientation;
 use crate::pipeline::sniff::Format;
 use crate::reject::Rejection;
 
@@ -50,15 +50,6 @@ pub enum Pixels {
         data: Vec<u8>,
         inverted: bool,
     },
-}
-
-impl Pixels {
-    pub fn dimensions(&self) -> (u32, u32) {
-        match self {
-            Pixels::Bitmap(b) => (b.width, b.height),
-            Pixels::Cmyk { width, height, .. } => (*width, *height),
-        }
-    }
 }
 
 fn image_error(format: Format, e: ImageError) -> Rejection {
@@ -240,15 +231,6 @@ impl Probe<'_> {
                 let out = w * h * if d.color_type().has_alpha() { 4 } else { 3 };
                 d.total_bytes().saturating_add(out * 2)
             }
-        }
-    }
-
-    /// Whether the source may carry transparency (a hint; the decoded pixels decide).
-    pub fn may_have_alpha(&self) -> bool {
-        match &self.source {
-            Source::Jpeg { .. } => false,
-            Source::Webp { header, .. } => header.has_alpha || header.animated,
-            Source::Image(d) => d.color_type().has_alpha(),
         }
     }
 

@@ -3,7 +3,7 @@
 //! EXIF (with GPS), XMP and comments from the upload never reach a rendition.
 
 use crate::bitmap::{Bitmap, Channels};
-use crate::config::{Encoding, PipelineConfig};
+use crate::settings::{Encoding, PipelineConfig};
 
 /// Encodes one rendition. Errors here are bugs or resource exhaustion, not bad input.
 pub fn encode(

@@ -5,8 +5,8 @@
 //! Boxes are given in display space and transposed here for orientations 5–8. Nothing is ever
 //! upscaled.
 
-use crate::config::{Fit, RenditionSpec};
-use crate::pipeline::exif::Orientation;
+use crate::codec::exif::Orientation;
+use crate::settings::{Fit, RenditionSpec};
 
 /// A source rectangle in full-resolution stored-pixel coordinates.
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -8,99 +8,29 @@
 //! [`PipelineConfig`] (this decodes the watermark and prepares caches) and call
 //! [`Pipeline::render`] per image, from as many threads as you like.
 
-pub mod colour;
-pub mod decode;
-pub mod encode;
-pub mod exif;
+// Stages (and their helpers) are modules of their own; those that benches and tests drive one
+// at a time are public.
+mod colour;
+mod decode;
+mod encode;
 pub mod geometry;
+mod limits;
 pub mod orient;
 pub mod resize;
-pub mod sniff;
+mod sniff;
+mod stage;
 pub mod watermark;
 
 use std::time::{Duration, Instant};
 
 use crate::bitmap::{Bitmap, Channels};
-use crate::config::{ConfigError, Encoding, Fit, OutputFormat, PipelineConfig};
 use crate::reject::Rejection;
+use crate::settings::{ConfigError, Encoding, Fit, OutputFormat, PipelineConfig};
 use geometry::{Crop, Target};
+pub use limits::Limits;
 pub use sniff::Format;
-
-/// Wall time spent in each stage for one image.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct StageTimings {
-    pub decode: Duration,
-    pub colour: Duration,
-    pub resize: Duration,
-    pub orient: Duration,
-    pub watermark: Duration,
-    pub encode: Duration,
-}
-
-impl StageTimings {
-    pub fn total(&self) -> Duration {
-        self.decode + self.colour + self.resize + self.orient + self.watermark + self.encode
-    }
-
-    /// (stage name, milliseconds) pairs in pipeline order.
-    pub fn as_millis(&self) -> [(&'static str, f64); 6] {
-        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-        [
-            ("decode", ms(self.decode)),
-            ("colour", ms(self.colour)),
-            ("resize", ms(self.resize)),
-            ("orient", ms(self.orient)),
-            ("watermark", ms(self.watermark)),
-            ("encode", ms(self.encode)),
-        ]
-    }
-}
-
-/// When one stage ran, relative to the start of [`Pipeline::render`]: what X-Ray shows as the
-/// stage's subsegment. Stages run in this order: decode, colour, resize (every rendition,
-/// largest first), then orient, watermark and encode for each rendition in turn.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StageSpan {
-    /// `decode`, `colour`, `resize`, `orient`, `watermark` or `encode`.
-    pub stage: &'static str,
-    /// Index into [`RenderOutput::renditions`] for per-rendition stages.
-    pub rendition: Option<usize>,
-    /// Offset from the start of the render.
-    pub start: Duration,
-    pub duration: Duration,
-}
-
-/// Records [`StageSpan`]s against one origin.
-struct StageClock {
-    origin: Instant,
-    spans: Vec<StageSpan>,
-}
-
-impl StageClock {
-    fn new() -> Self {
-        StageClock {
-            origin: Instant::now(),
-            spans: Vec::with_capacity(16),
-        }
-    }
-
-    /// Records `stage` as having run from `started` until now; returns its duration.
-    fn record(
-        &mut self,
-        stage: &'static str,
-        rendition: Option<usize>,
-        started: Instant,
-    ) -> Duration {
-        let duration = started.elapsed();
-        self.spans.push(StageSpan {
-            stage,
-            rendition,
-            start: started.saturating_duration_since(self.origin),
-            duration,
-        });
-        duration
-    }
-}
+use stage::StageClock;
+pub use stage::{Stage, StageSpan, StageTimings};
 
 /// One encoded output.
 #[derive(Debug, Clone)]
@@ -189,19 +119,7 @@ impl Pipeline {
     /// Renders one image.
     pub fn render(&self, data: &[u8]) -> Result<RenderOutput, Rejection> {
         let limits = &self.config.limits;
-        if data.is_empty() {
-            return Err(Rejection::new(
-                crate::RejectKind::Empty,
-                "the object is empty (0 bytes)",
-            ));
-        }
-        if data.len() as u64 > limits.max_input_bytes {
-            return Err(Rejection::too_large(format!(
-                "{} bytes is over the input limit of {} bytes",
-                data.len(),
-                limits.max_input_bytes
-            )));
-        }
+        limits.check_input(data.len())?;
         let mut timings = StageTimings::default();
         let mut clock = StageClock::new();
         let mut notes = Vec::new();
@@ -210,20 +128,7 @@ impl Pipeline {
         let format = sniff::sniff(data)?;
         let probe = decode::probe(format, data, limits.max_working_bytes)?;
         let (width, height) = (probe.width, probe.height);
-        if width == 0 || height == 0 {
-            return Err(Rejection::corrupt(format!(
-                "the image declares {width}x{height} pixels"
-            )));
-        }
-        let pixels = u64::from(width) * u64::from(height);
-        if pixels > limits.max_input_pixels {
-            return Err(Rejection::too_large(format!(
-                "{} declares {width}x{height} = {:.1} megapixels, over the limit of {:.1}",
-                format.as_str().to_uppercase(),
-                pixels as f64 / 1e6,
-                limits.max_input_pixels as f64 / 1e6
-            )));
-        }
+        limits.check_declared(format, width, height)?;
         let orientation = probe.orientation;
         let targets: Vec<Target> = self
             .config
@@ -238,17 +143,9 @@ impl Pipeline {
         };
         let detail = probe.detail.clone();
         let icc = probe.icc.clone();
-        let working = probe.working_bytes(min_scale);
-        if working > limits.max_working_bytes {
-            return Err(Rejection::too_large(format!(
-                "{width}x{height} {} needs about {} MiB to decode, over the memory budget of {} MiB",
-                format.as_str().to_uppercase(),
-                working >> 20,
-                limits.max_working_bytes >> 20
-            )));
-        }
+        limits.check_working(format, width, height, probe.working_bytes(min_scale))?;
         let decoded = probe.decode(min_scale, limits.max_working_bytes)?;
-        timings.decode = clock.record("decode", None, t);
+        timings.decode = clock.record(Stage::Decode, None, t);
 
         let t = Instant::now();
         let converted = colour::to_srgb(decoded, icc.as_deref(), &self.transforms);
@@ -265,7 +162,7 @@ impl Pipeline {
                 source.into_rgb()
             };
         }
-        timings.colour = clock.record("colour", None, t);
+        timings.colour = clock.record(Stage::Colour, None, t);
 
         let resized = self.resize_all(&source, width, height, &targets, &mut clock)?;
         let (decoded_width, decoded_height) = (source.width, source.height);
@@ -278,19 +175,19 @@ impl Pipeline {
             timings.resize += resize_time;
             let t = Instant::now();
             let mut bitmap = orient::apply(bitmap, orientation);
-            timings.orient += clock.record("orient", Some(i), t);
+            timings.orient += clock.record(Stage::Orient, Some(i), t);
 
             let t = Instant::now();
             let watermarked = self
                 .watermark
                 .as_ref()
                 .is_some_and(|w| w.stamp(&mut bitmap));
-            timings.watermark += clock.record("watermark", Some(i), t);
+            timings.watermark += clock.record(Stage::Watermark, Some(i), t);
 
             let t = Instant::now();
             let bytes = encode::encode(&bitmap, encoding, &self.config)
                 .map_err(|e| Rejection::too_large(format!("rendition {}: {e}", spec.name)))?;
-            let encode_time = clock.record("encode", Some(i), t);
+            let encode_time = clock.record(Stage::Encode, Some(i), t);
             timings.encode += encode_time;
             renditions.push(Rendition {
                 name: spec.name.clone(),
@@ -364,7 +261,7 @@ impl Pipeline {
             let out = resize::resize(src, crop, t.width, t.height).map_err(|e| {
                 Rejection::corrupt(format!("resize to {}x{} failed: {e}", t.width, t.height))
             })?;
-            let took = clock.record("resize", Some(i), start);
+            let took = clock.record(Stage::Resize, Some(i), start);
             made[i] = Some((out, took));
         }
         Ok(made.into_iter().flatten().collect())

@@ -4,7 +4,7 @@
 //! a fraction of the cost of rotating a 24-megapixel source.
 
 use crate::bitmap::Bitmap;
-use crate::pipeline::exif::Orientation;
+use crate::codec::exif::Orientation;
 
 /// Returns the bitmap transformed for display.
 pub fn apply(src: Bitmap, orientation: Orientation) -> Bitmap {

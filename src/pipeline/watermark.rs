@@ -10,9 +10,9 @@ use std::sync::{Arc, Mutex};
 use ab_glyph::{FontRef, PxScale};
 
 use crate::bitmap::{Bitmap, Channels};
-use crate::config::{ConfigError, WatermarkSource, WatermarkSpec};
 use crate::pipeline::geometry::Crop;
 use crate::pipeline::resize;
+use crate::settings::{ConfigError, WatermarkSource, WatermarkSpec};
 
 /// The default mark, compiled in (`assets/watermark.png`, made by `cargo run --example
 /// make_watermark`).
@@ -236,7 +236,7 @@ pub fn render_text(text: &str, px: f32) -> Result<Bitmap, ConfigError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Anchor;
+    use crate::settings::Anchor;
 
     fn grey(w: u32, h: u32) -> Bitmap {
         Bitmap::from_raw(w, h, Channels::Rgb, vec![128; (w * h * 3) as usize]).unwrap()

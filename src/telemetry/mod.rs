@@ -65,22 +65,16 @@
 //! [`Metrics`] accumulates counters and stage timings; `emit(namespace, function_name)`
 //! prints EMF lines to stdout at the end of the invocation.
 
-mod document;
-mod ids;
-pub mod logging;
-pub mod metrics;
-pub mod sender;
-pub mod trace_header;
+mod logging;
+mod metrics;
 pub mod xray;
 
 use std::fmt;
 
-pub use document::MAX_DATAGRAM_BYTES;
-pub use logging::{LogConfig, LogFormat, build_subscriber};
+pub use crate::settings::{LogConfig, LogFormat};
+pub use logging::build_subscriber;
 pub use metrics::Metrics;
-pub use sender::UdpSender;
-pub use trace_header::TraceContext;
-pub use xray::{XrayHandle, XrayLayer};
+pub use xray::{MAX_DATAGRAM_BYTES, TraceContext, UdpSender, XrayHandle, XrayLayer};
 
 /// Why telemetry could not be installed.
 #[derive(Debug)]

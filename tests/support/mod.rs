@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 pub mod fault_proxy;
+pub mod local_s3;
 
 use std::collections::{HashMap, VecDeque};
 use std::io::{BufRead, BufReader};
@@ -21,8 +22,8 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
-use renditions::lambda::event::encode_key;
-use renditions::local::LocalS3;
+use local_s3::LocalS3;
+use renditions::event::keys::encode_key;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio::sync::Notify;

@@ -5,17 +5,12 @@
 //! Also home of the recursion guard: writing renditions where they would trigger the
 //! function again is refused at init, and such events are skipped at run time.
 
-use std::borrow::Cow;
 use std::time::Duration;
 
-use super::keys;
-use crate::config::{ConfigError, RenditionSpec, parse_bool, parse_u64};
+use super::parse::{parse_bool, parse_u64};
+use super::{ConfigError, RenditionSpec, non_empty};
+use crate::event::keys::{self, DEFAULT_KEY_TEMPLATE, KeyTemplate};
 
-/// The default destination key layout: `inbox/2026/cat.png` → `large/inbox/2026/cat.png`,
-/// whatever format the rendition is in (its Content-Type says). The source key is kept whole so
-/// that a client can compute a rendition's key without knowing the format `auto` chose, and so
-/// that `a.jpg` and `a.png` never share a rendition (see [`super::keys`]).
-pub const DEFAULT_KEY_TEMPLATE: &str = "{rendition}/{key}";
 /// Where rejection reports go in the destination bucket.
 pub const DEFAULT_REJECTION_PREFIX: &str = "_rejected/";
 /// CloudWatch namespace of the EMF metrics.
@@ -26,163 +21,6 @@ pub const DEFAULT_DEADLINE_MARGIN: Duration = Duration::from_secs(5);
 pub const MB_PER_VCPU: u64 = 1769;
 /// Memory budgeted per record in flight (input + renditions + decode buffers of typical photos).
 pub const MB_PER_RECORD: u64 = 512;
-
-/// The variables [`LambdaSettings::from_settings`] reads (besides the pipeline's).
-pub const LAMBDA_SETTINGS: &[&str] = &[
-    "DEST_BUCKET",
-    "DEST_KEY_TEMPLATE",
-    "CACHE_CONTROL",
-    "S3_FORCE_PATH_STYLE",
-    "REJECTION_REPORTS",
-    "REJECTION_PREFIX",
-    "METRICS_NAMESPACE",
-    "SOURCE_BUCKETS",
-    "RECORD_CONCURRENCY",
-    "DEADLINE_MARGIN_MS",
-];
-
-/// One piece of a key template.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Part {
-    Lit(String),
-    Rendition,
-    Key,
-    KeyStem,
-    Basename,
-    Ext,
-}
-
-/// A destination key template with `{rendition}`, `{key}`, `{key_stem}`, `{basename}` and
-/// `{ext}` placeholders. For the source key `inbox/2026/cat.png`: `{key}` is
-/// `inbox/2026/cat.png`, `{key_stem}` is `inbox/2026/cat`, `{basename}` is `cat` (the file
-/// name without folders and extension), `{ext}` is the rendition's extension (`jpg`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct KeyTemplate {
-    parts: Vec<Part>,
-    source: String,
-}
-
-impl KeyTemplate {
-    /// Parses and checks a template: it must name the rendition and the source (`{key}`,
-    /// `{key_stem}` or `{basename}`), or renditions and images would overwrite each other.
-    pub fn parse(setting: &str, template: &str) -> Result<KeyTemplate, ConfigError> {
-        let err = |p: String| ConfigError::new(setting, p);
-        let mut parts = Vec::new();
-        let mut rest = template;
-        while !rest.is_empty() {
-            let (open, close) = (rest.find('{'), rest.find('}'));
-            if let Some(close) = close
-                && open.is_none_or(|open| close < open)
-            {
-                return Err(err(format!("`{template}`: `}}` without an opening `{{`")));
-            }
-            let Some(open) = open else {
-                parts.push(Part::Lit(rest.to_owned()));
-                break;
-            };
-            if open > 0 {
-                parts.push(Part::Lit(rest[..open].to_owned()));
-            }
-            let after = &rest[open + 1..];
-            let end = after
-                .find('}')
-                .ok_or_else(|| err(format!("`{template}`: `{{` without a closing `}}`")))?;
-            parts.push(match &after[..end] {
-                "rendition" => Part::Rendition,
-                "key" => Part::Key,
-                "key_stem" => Part::KeyStem,
-                "basename" => Part::Basename,
-                "ext" => Part::Ext,
-                other => {
-                    return Err(err(format!(
-                        "`{template}`: unknown placeholder `{{{other}}}` (use {{rendition}}, {{key}}, \
-                         {{key_stem}}, {{basename}}, {{ext}})"
-                    )));
-                }
-            });
-            rest = &after[end + 1..];
-        }
-        if !parts.contains(&Part::Rendition) {
-            return Err(err(format!(
-                "`{template}` has no {{rendition}}: every rendition would be written to the same key"
-            )));
-        }
-        if !parts
-            .iter()
-            .any(|p| matches!(p, Part::Key | Part::KeyStem | Part::Basename))
-        {
-            return Err(err(format!(
-                "`{template}` names no source ({{key}}, {{key_stem}} or {{basename}}): every image would be \
-                 written to the same key"
-            )));
-        }
-        if template.starts_with('/') {
-            return Err(err(format!("`{template}`: keys must not start with `/`")));
-        }
-        Ok(KeyTemplate {
-            parts,
-            source: template.to_owned(),
-        })
-    }
-
-    /// The destination key of one rendition of `key`, shortened by [`keys::fit`] if it would be
-    /// longer than S3 allows.
-    pub fn render(&self, rendition: &str, key: &str, ext: &str) -> String {
-        let stem = key_stem(key);
-        let basename = stem.rsplit('/').next().unwrap_or(stem);
-        let mut out = String::with_capacity(self.source.len() + key.len() + 16);
-        for part in &self.parts {
-            out.push_str(match part {
-                Part::Lit(s) => s,
-                Part::Rendition => rendition,
-                Part::Key => key,
-                Part::KeyStem => stem,
-                Part::Basename => basename,
-                Part::Ext => ext,
-            });
-        }
-        match keys::fit(&out) {
-            Cow::Borrowed(_) => out,
-            Cow::Owned(fitted) => fitted,
-        }
-    }
-
-    /// Whether two sources that differ only in their extension (`a.jpg`, `a.png`) get
-    /// different keys: the template keeps the whole key, not just its stem or base name.
-    pub fn keeps_whole_key(&self) -> bool {
-        self.parts.contains(&Part::Key)
-    }
-
-    /// The fixed start of every key written for `rendition` (the template up to its first
-    /// placeholder other than `{rendition}`): `large/` for the default template. Empty when
-    /// the template starts with the source key.
-    pub fn prefix_for(&self, rendition: &str) -> String {
-        let mut out = String::new();
-        for part in &self.parts {
-            match part {
-                Part::Lit(s) => out.push_str(s),
-                Part::Rendition => out.push_str(rendition),
-                _ => break,
-            }
-        }
-        out
-    }
-
-    /// The template text.
-    pub fn as_str(&self) -> &str {
-        &self.source
-    }
-}
-
-/// `inbox/2026/cat.png` → `inbox/2026/cat`; dots in folders and a leading dot of the file
-/// name (`.hidden`) are not extensions.
-pub fn key_stem(key: &str) -> &str {
-    let name_start = key.rfind('/').map_or(0, |i| i + 1);
-    match key[name_start..].rfind('.') {
-        Some(dot) if dot > 0 => &key[..name_start + dot],
-        _ => key,
-    }
-}
 
 /// How many records of one event run at once, and how many of them may render at once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -225,7 +63,6 @@ pub struct LambdaSettings {
     pub dest_bucket: String,
     pub key_template: KeyTemplate,
     pub cache_control: Option<String>,
-    pub force_path_style: bool,
     pub rejection_reports: bool,
     pub rejection_prefix: String,
     pub metrics_namespace: String,
@@ -233,6 +70,8 @@ pub struct LambdaSettings {
     pub source_buckets: Vec<String>,
     /// `AWS_LAMBDA_FUNCTION_NAME`, the metrics' `FunctionName` dimension.
     pub function_name: String,
+    /// `AWS_LAMBDA_FUNCTION_MEMORY_SIZE` (MB), when running in Lambda.
+    pub memory_mb: Option<u64>,
     pub concurrency: Concurrency,
     pub deadline_margin: Duration,
     /// Key prefixes the function writes under (per rendition, and the rejection prefix):
@@ -249,11 +88,7 @@ impl LambdaSettings {
         get: impl Fn(&str) -> Option<String>,
         renditions: &[RenditionSpec],
     ) -> Result<LambdaSettings, ConfigError> {
-        let val = |k: &str| {
-            get(k)
-                .map(|v| v.trim().to_owned())
-                .filter(|v| !v.is_empty())
-        };
+        let val = |k: &str| non_empty(get(k));
 
         let dest_bucket = val("DEST_BUCKET").ok_or_else(|| {
             ConfigError::new(
@@ -276,10 +111,6 @@ impl LambdaSettings {
                 "must be printable ASCII (it is an HTTP header)",
             ));
         }
-        let force_path_style = match val("S3_FORCE_PATH_STYLE") {
-            Some(v) => parse_bool("S3_FORCE_PATH_STYLE", &v)?,
-            None => false,
-        };
         let rejection_reports = match val("REJECTION_REPORTS") {
             Some(v) => parse_bool("REJECTION_REPORTS", &v)?,
             None => true,
@@ -362,12 +193,12 @@ impl LambdaSettings {
             dest_bucket,
             key_template,
             cache_control,
-            force_path_style,
             rejection_reports,
             rejection_prefix,
             metrics_namespace,
             source_buckets,
             function_name,
+            memory_mb,
             concurrency,
             deadline_margin,
             destination_prefixes,
@@ -390,15 +221,9 @@ impl LambdaSettings {
             })
     }
 
-    /// The key of the rejection report for a source key: `{prefix}{key}.json`, shortened by
-    /// [`keys::fit`] if need be; for a key refused by [`keys::unsafe_segment`],
-    /// `{prefix}unsafe-keys/{digest}.json` (the report names the key).
+    /// The key of the rejection report for a source key (see [`keys::rejection_key`]).
     pub fn rejection_key(&self, key: &str) -> String {
-        let prefix = &self.rejection_prefix;
-        if keys::unsafe_segment(key).is_some() {
-            return format!("{prefix}unsafe-keys/{}.json", keys::digest_hex(key));
-        }
-        keys::fit(&format!("{prefix}{key}.json")).into_owned()
+        keys::rejection_key(&self.rejection_prefix, key)
     }
 }
 
@@ -423,7 +248,7 @@ fn check_bucket_name(setting: &str, name: &str) -> Result<(), ConfigError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::DEFAULT_RENDITIONS;
+    use crate::settings::DEFAULT_RENDITIONS;
     use std::collections::HashMap;
 
     fn renditions() -> Vec<RenditionSpec> {
@@ -439,101 +264,6 @@ mod tests {
     }
 
     #[test]
-    fn default_template_keeps_the_whole_key() {
-        let t = KeyTemplate::parse("T", DEFAULT_KEY_TEMPLATE).unwrap();
-        assert!(t.keeps_whole_key());
-        // The format does not change the key: a client can compute it from the source key.
-        assert_eq!(
-            t.render("large", "inbox/2026/cat.png", "jpg"),
-            "large/inbox/2026/cat.png"
-        );
-        // Sources that differ only in their extension keep apart.
-        assert_ne!(
-            t.render("large", "a.jpg", "jpg"),
-            t.render("large", "a.png", "jpg")
-        );
-        // Bytes are kept as they are: NFC and NFD spellings stay distinct; a leading `/` stays.
-        assert_eq!(
-            t.render("thumb", "caf\u{e9}.jpg", "jpg"),
-            "thumb/caf\u{e9}.jpg"
-        );
-        assert_eq!(
-            t.render("thumb", "cafe\u{301}.jpg", "jpg"),
-            "thumb/cafe\u{301}.jpg"
-        );
-        assert_eq!(t.render("thumb", "/lead.jpg", "jpg"), "thumb//lead.jpg");
-        assert_eq!(t.prefix_for("large"), "large/");
-        // A 1,024-byte source key still gets a valid (shortened, unique) rendition key.
-        let long = "k".repeat(1024);
-        let key = t.render("large", &long, "jpg");
-        assert_eq!(key.len(), keys::MAX_KEY_BYTES);
-        assert!(key.starts_with("large/kkk"));
-        assert_ne!(
-            key,
-            t.render("large", &format!("{}x", &long[..1023]), "jpg")
-        );
-    }
-
-    #[test]
-    fn stem_template_swaps_the_extension() {
-        let t = KeyTemplate::parse("T", "{rendition}/{key_stem}.{ext}").unwrap();
-        assert!(!t.keeps_whole_key());
-        assert_eq!(
-            t.render("large", "inbox/2026/cat.png", "jpg"),
-            "large/inbox/2026/cat.jpg"
-        );
-        assert_eq!(t.render("thumb", "cat", "png"), "thumb/cat.png");
-        assert_eq!(
-            t.render("thumb", "dir.v2/file", "jpg"),
-            "thumb/dir.v2/file.jpg"
-        );
-        assert_eq!(t.render("thumb", "a/.hidden", "jpg"), "thumb/a/.hidden.jpg");
-        assert_eq!(
-            t.render("thumb", "my photo (1).JPEG", "jpg"),
-            "thumb/my photo (1).jpg"
-        );
-    }
-
-    #[test]
-    fn all_placeholders() {
-        let t = KeyTemplate::parse(
-            "T",
-            "out/{rendition}/{basename}-{rendition}.{ext}?src={key}",
-        )
-        .unwrap();
-        assert_eq!(
-            t.render("m", "a/b/c.tar.gz", "webp"),
-            "out/m/c.tar-m.webp?src=a/b/c.tar.gz"
-        );
-        assert_eq!(t.prefix_for("m"), "out/m/");
-        let t = KeyTemplate::parse("T", "{key_stem}_{rendition}.{ext}").unwrap();
-        assert_eq!(t.prefix_for("m"), "");
-    }
-
-    #[test]
-    fn bad_templates_name_the_variable() {
-        for bad in [
-            "{key_stem}.{ext}",
-            "{rendition}.{ext}",
-            "{rendition}/{nope}.{ext}",
-            "{rendition}/{key",
-            "{rendition}/key}",
-            "/{rendition}/{key}",
-        ] {
-            let e = KeyTemplate::parse("DEST_KEY_TEMPLATE", bad).unwrap_err();
-            assert_eq!(e.setting, "DEST_KEY_TEMPLATE", "{bad}");
-        }
-    }
-
-    #[test]
-    fn key_stems() {
-        assert_eq!(key_stem("inbox/2026/cat.png"), "inbox/2026/cat");
-        assert_eq!(key_stem("a.b/c"), "a.b/c");
-        assert_eq!(key_stem(".x"), ".x");
-        assert_eq!(key_stem("x."), "x");
-    }
-
-    #[test]
     fn defaults_and_required() {
         let e = settings(&[]).unwrap_err();
         assert_eq!(e.setting, "DEST_BUCKET");
@@ -543,7 +273,6 @@ mod tests {
         assert_eq!(s.rejection_prefix, "_rejected/");
         assert_eq!(s.metrics_namespace, "Renditions");
         assert_eq!(s.cache_control, None);
-        assert!(!s.force_path_style);
         assert_eq!(s.deadline_margin, Duration::from_secs(5));
         assert_eq!(
             s.destination_prefixes,
@@ -566,7 +295,6 @@ mod tests {
     fn bad_values_name_their_variable() {
         for (var, value) in [
             ("DEST_BUCKET", "Not_A_Bucket"),
-            ("S3_FORCE_PATH_STYLE", "maybe"),
             ("REJECTION_REPORTS", "2"),
             ("CACHE_CONTROL", "max-age=1\u{7}, public"),
             ("SOURCE_BUCKETS", "ok-bucket,BAD"),

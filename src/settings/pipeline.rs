@@ -1,29 +1,13 @@
-//! What to make: rendition boxes, output format, watermark and limits.
-//!
-//! One configuration means the same thing everywhere: the CLI options and the Lambda environment
-//! variables are parsed by the same functions here (`RENDITIONS` ⇔ `--renditions`, …), and a bad
-//! value becomes a [`ConfigError`] that names the setting and the problem.
+//! What to make: rendition boxes, output format, watermark, encoder settings, and
+//! [`PipelineConfig::from_settings`], which reads them by setting name (the same names for the
+//! Lambda environment and the CLI flags; see [`super::SETTINGS`]).
 
 use std::fmt;
 use std::sync::Arc;
 
-/// A configuration value that could not be used.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{setting}: {problem}")]
-pub struct ConfigError {
-    /// The option or variable name, e.g. `RENDITIONS` or `--quality`.
-    pub setting: String,
-    pub problem: String,
-}
-
-impl ConfigError {
-    pub fn new(setting: impl Into<String>, problem: impl Into<String>) -> Self {
-        ConfigError {
-            setting: setting.into(),
-            problem: problem.into(),
-        }
-    }
-}
+use super::ConfigError;
+use super::parse::{parse_bool, parse_colour, parse_fraction, parse_u64};
+use crate::pipeline::Limits;
 
 /// How a rendition fills its box.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -302,92 +286,6 @@ impl Default for WatermarkSpec {
     }
 }
 
-/// Parses a fraction in `0 < x ≤ 1` (also accepts a percentage like `25%`).
-pub fn parse_fraction(setting: &str, s: &str, allow_zero: bool) -> Result<f32, ConfigError> {
-    let t = s.trim();
-    let v = match t.strip_suffix('%') {
-        Some(p) => p.trim().parse::<f32>().map(|v| v / 100.0),
-        None => t.parse::<f32>(),
-    }
-    .map_err(|_| ConfigError::new(setting, format!("`{s}` is not a number")))?;
-    let ok = v.is_finite() && v <= 1.0 && (v > 0.0 || (allow_zero && v == 0.0));
-    if !ok {
-        let range = if allow_zero { "0..=1" } else { "0 < x ≤ 1" };
-        return Err(ConfigError::new(
-            setting,
-            format!("`{s}` must be in {range}"),
-        ));
-    }
-    Ok(v)
-}
-
-/// Parses an unsigned integer within bounds; accepts `_` separators.
-pub fn parse_u64(setting: &str, s: &str, min: u64, max: u64) -> Result<u64, ConfigError> {
-    let v: u64 = s
-        .trim()
-        .replace('_', "")
-        .parse()
-        .map_err(|_| ConfigError::new(setting, format!("`{s}` is not a whole number")))?;
-    if v < min || v > max {
-        return Err(ConfigError::new(
-            setting,
-            format!("`{s}` must be in {min}..={max}"),
-        ));
-    }
-    Ok(v)
-}
-
-/// Parses `#rrggbb` / `rrggbb`, or `white`/`black`.
-pub fn parse_colour(setting: &str, s: &str) -> Result<[u8; 3], ConfigError> {
-    let t = s.trim().trim_start_matches('#').to_ascii_lowercase();
-    match t.as_str() {
-        "white" => return Ok([255, 255, 255]),
-        "black" => return Ok([0, 0, 0]),
-        _ => {}
-    }
-    let bad = || ConfigError::new(setting, format!("`{s}` is not a colour like #ffffff"));
-    if t.len() != 6 {
-        return Err(bad());
-    }
-    let byte = |i: usize| u8::from_str_radix(&t[i..i + 2], 16).map_err(|_| bad());
-    Ok([byte(0)?, byte(2)?, byte(4)?])
-}
-
-/// Input limits, checked from the header before any pixel buffer is allocated.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Limits {
-    pub max_input_bytes: u64,
-    pub max_input_pixels: u64,
-    /// Budget for pixel buffers held at once for one image (decode buffer plus renditions), in
-    /// bytes. Larger images are decoded at a reduced scale when that fits, else rejected.
-    pub max_working_bytes: u64,
-}
-
-impl Limits {
-    /// The per-image working budget for a function with `memory_mb` of memory that renders
-    /// `concurrent` images at once: what is left after a fixed reserve for the runtime, the
-    /// binary, S3 buffers (input object and outputs) and allocator slack, shared equally.
-    pub fn working_bytes_for_memory(memory_mb: u64, concurrent: u64, max_input_bytes: u64) -> u64 {
-        const RESERVE: u64 = 96 << 20;
-        let total = memory_mb << 20;
-        let per_image_io = max_input_bytes.min(64 << 20);
-        let usable = total
-            .saturating_sub(RESERVE)
-            .saturating_sub(per_image_io * concurrent.max(1));
-        (usable / concurrent.max(1)).max(16 << 20)
-    }
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            max_input_bytes: 50 * 1024 * 1024,
-            max_input_pixels: 100_000_000,
-            max_working_bytes: 1024 * 1024 * 1024,
-        }
-    }
-}
-
 /// JPEG encoder settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct JpegSettings {
@@ -431,39 +329,6 @@ impl Default for PipelineConfig {
             cascade_min_ratio: Some(2.0),
             shrink_on_load: true,
         }
-    }
-}
-
-/// The settings that configure a pipeline, by their environment-variable names. The CLI's
-/// options map onto the same names (`--watermark-opacity` ⇔ `WATERMARK_OPACITY`).
-pub const PIPELINE_SETTINGS: &[&str] = &[
-    "RENDITIONS",
-    "OUTPUT_FORMAT",
-    "JPEG_QUALITY",
-    "JPEG_PROGRESSIVE",
-    "LOSSY_QUALITY",
-    "WATERMARK",
-    "WATERMARK_POSITION",
-    "WATERMARK_OPACITY",
-    "WATERMARK_WIDTH",
-    "WATERMARK_MARGIN",
-    "WATERMARK_MIN_WIDTH",
-    "BACKGROUND",
-    "MAX_INPUT_BYTES",
-    "MAX_INPUT_PIXELS",
-    "CASCADE",
-    "SHRINK_ON_LOAD",
-];
-
-/// Parses a boolean setting (`true/false`, `1/0`, `yes/no`, `on/off`).
-pub fn parse_bool(setting: &str, s: &str) -> Result<bool, ConfigError> {
-    match s.trim().to_ascii_lowercase().as_str() {
-        "1" | "true" | "yes" | "on" => Ok(true),
-        "0" | "false" | "no" | "off" => Ok(false),
-        _ => Err(ConfigError::new(
-            setting,
-            format!("`{s}` is not true or false"),
-        )),
     }
 }
 
@@ -602,25 +467,7 @@ mod tests {
     }
 
     #[test]
-    fn memory_budget_shrinks_with_memory_and_concurrency() {
-        let big = Limits::working_bytes_for_memory(1769, 1, 50 << 20);
-        let small = Limits::working_bytes_for_memory(512, 1, 50 << 20);
-        let shared = Limits::working_bytes_for_memory(1769, 3, 50 << 20);
-        assert!(big > small && big > shared);
-        assert!((16 << 20..512 << 20).contains(&small));
-        assert_eq!(Limits::working_bytes_for_memory(128, 8, 50 << 20), 16 << 20);
-    }
-
-    #[test]
-    fn parses_scalars() {
-        assert_eq!(parse_fraction("X", "25%", false).unwrap(), 0.25);
-        assert!(parse_fraction("X", "0", false).is_err());
-        assert_eq!(parse_fraction("X", "0", true).unwrap(), 0.0);
-        assert!(parse_fraction("X", "1.5", false).is_err());
-        assert_eq!(parse_u64("Q", "82", 1, 100).unwrap(), 82);
-        assert!(parse_u64("Q", "101", 1, 100).is_err());
-        assert_eq!(parse_colour("BG", "#ff8000").unwrap(), [255, 128, 0]);
-        assert!(parse_colour("BG", "#ff80").is_err());
+    fn parses_enums() {
         assert_eq!(
             Anchor::parse("P", "bottom_right").unwrap(),
             Anchor::BottomRight

@@ -1,9 +1,11 @@
-//! Trigger payloads → the objects to process. One binary serves three triggers (S3 → Lambda,
+//! Trigger payloads → the objects to process, and (in [`keys`]) the key policy. One binary serves three triggers (S3 → Lambda,
 //! S3 → SQS → Lambda, S3 → EventBridge → Lambda), so the payload arrives as raw JSON and its
 //! shape is detected here; object keys are decoded from S3's form-style URL encoding.
 //!
 //! Parsing never fails on a single bad record: it becomes [`Entry::Malformed`] and the handler
 //! decides what that means for the invocation (see `handler`).
+
+pub mod keys;
 
 use serde_json::Value;
 
@@ -235,7 +237,7 @@ fn object_entry(
     size: Option<u64>,
     event_name: String,
 ) -> Entry {
-    match decode_key(raw_key) {
+    match keys::decode_key(raw_key) {
         Ok(key) if !key.is_empty() => Entry::Object(ObjectRef {
             bucket,
             key,
@@ -319,68 +321,6 @@ fn parse_body(body: &Value, allow_sns: bool) -> Vec<Entry> {
         "SQS message body: {}",
         describe(body)
     ))]
-}
-
-/// Decodes a key from an S3 event: form-style URL encoding, so `+` is a space and everything
-/// else is percent-encoded UTF-8 (`red flower.jpg` → `red+flower.jpg`, `a+b` → `a%2Bb`).
-/// Emulators that send `%20` for spaces decode the same way. A `%` not followed by two hex
-/// digits is kept as is (a sender that did not encode it).
-pub fn decode_key(raw: &str) -> Result<String, String> {
-    let bytes = raw.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => {
-                out.push(b' ');
-                i += 1;
-            }
-            b'%' => match (
-                bytes.get(i + 1).copied().and_then(hex),
-                bytes.get(i + 2).copied().and_then(hex),
-            ) {
-                (Some(hi), Some(lo)) => {
-                    out.push(hi << 4 | lo);
-                    i += 3;
-                }
-                _ => {
-                    out.push(b'%');
-                    i += 1;
-                }
-            },
-            b => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8(out).map_err(|_| format!("key {raw:?} does not decode to UTF-8"))
-}
-
-fn hex(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
-    }
-}
-
-/// Encodes a key the way S3 notifications do (the inverse of [`decode_key`]): unreserved
-/// characters and `/` stay, a space becomes `+`, everything else is `%XX` per UTF-8 byte.
-/// Used to build events (demo, tests) and to put keys into ASCII-only metadata.
-pub fn encode_key(key: &str) -> String {
-    let mut out = String::with_capacity(key.len() * 3 / 2);
-    for &b in key.as_bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => {
-                out.push(char::from(b))
-            }
-            b' ' => out.push('+'),
-            _ => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    out
 }
 
 #[cfg(test)]
@@ -598,43 +538,5 @@ mod tests {
         assert!(parse(&json!("x")).is_err());
         let empty = parse(&json!({"Records": []})).unwrap();
         assert_eq!((empty.trigger, empty.objects().count()), (Trigger::S3, 0));
-    }
-
-    #[test]
-    fn decodes_keys() {
-        let cases = [
-            ("red+flower.jpg", "red flower.jpg"),
-            ("red%20flower.jpg", "red flower.jpg"),
-            ("c%2B%2B/a%2Bb.png", "c++/a+b.png"),
-            ("100%25+sure.jpg", "100% sure.jpg"),
-            ("100%.jpg", "100%.jpg"),
-            ("50%zz%2", "50%zz%2"),
-            ("caf%C3%A9/%E7%8C%AB.jpg", "café/猫.jpg"),
-            ("%F0%9F%93%B7+photo.webp", "📷 photo.webp"),
-            ("a/b/c/d/e/f/g/h/deep.jpg", "a/b/c/d/e/f/g/h/deep.jpg"),
-            ("sub%2Fdir%3Aname.jpg", "sub/dir:name.jpg"),
-            ("plain.jpg", "plain.jpg"),
-        ];
-        for (raw, want) in cases {
-            assert_eq!(decode_key(raw).unwrap(), want, "{raw}");
-        }
-        assert!(decode_key("%FF%FE.jpg").is_err());
-    }
-
-    #[test]
-    fn encode_is_the_inverse_of_decode() {
-        for key in [
-            "red flower.jpg",
-            "c++/a+b.png",
-            "100% sure.jpg",
-            "café/猫.jpg",
-            "a/b (1).JPG",
-            "x~y_z-1.2",
-        ] {
-            let enc = encode_key(key);
-            assert!(enc.is_ascii() && !enc.contains(' '), "{enc}");
-            assert_eq!(decode_key(&enc).unwrap(), key);
-        }
-        assert_eq!(encode_key("red flower+1.jpg"), "red+flower%2B1.jpg");
     }
 }

@@ -1,5 +1,5 @@
 //! [`ObjectStore`] over aws-sdk-s3: bounded retries and timeouts, a byte cap on downloads,
-//! CRC32 checksums on uploads, error classification (permanent vs transient), and one
+//! CRC32 checksums on uploads (computed by the SDK), error classification (permanent vs transient), and one
 //! `S3` X-Ray subsegment per call with the request id and HTTP status.
 //!
 //! The same client works against AWS, LocalStack, moto or the embedded s3s server: endpoint,
@@ -17,111 +17,28 @@ use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::operation::{RequestId, RequestIdExt};
 use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::ChecksumMode;
+use aws_sdk_s3::types::{ChecksumAlgorithm, ChecksumMode};
 use tracing::field::Empty;
 use tracing::{Instrument, Span};
 
-use crate::config::{ConfigError, parse_u64};
+use super::{Fetched, GetRequest, ObjectStore, PutRequest, StoreError};
+use crate::settings::S3Settings;
 
-use super::store::{Fetched, GetRequest, ObjectStore, PutRequest, StoreError};
-
-/// Attempts per S3 call (standard retry mode: exponential backoff with jitter, retries 5xx,
-/// throttling, timeouts and connection errors).
-pub const MAX_ATTEMPTS: u32 = 3;
-/// TCP/TLS connect timeout.
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
-/// One attempt of one call, and the gap allowed between two chunks of a download body.
-pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(20);
-/// One call including retries.
-pub const OPERATION_TIMEOUT: Duration = Duration::from_secs(50);
-
-/// The variables [`S3Settings::from_settings`] reads.
-pub const S3_SETTINGS: &[&str] = &[
-    "S3_MAX_ATTEMPTS",
-    "S3_CONNECT_TIMEOUT_MS",
-    "S3_ATTEMPT_TIMEOUT_MS",
-    "S3_OPERATION_TIMEOUT_MS",
-];
-
-/// Retries and timeouts of every S3 call the function makes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct S3Settings {
-    /// Attempts per call, first one included (`S3_MAX_ATTEMPTS`, 1–10). A download whose
-    /// body breaks off (reset, truncation, stall) is started again up to the same count.
-    pub max_attempts: u32,
-    /// `S3_CONNECT_TIMEOUT_MS`.
-    pub connect_timeout: Duration,
-    /// One attempt, and the longest silence while a body streams (`S3_ATTEMPT_TIMEOUT_MS`).
-    pub attempt_timeout: Duration,
-    /// One call with all its retries (`S3_OPERATION_TIMEOUT_MS`).
-    pub operation_timeout: Duration,
-}
-
-impl Default for S3Settings {
-    fn default() -> Self {
-        S3Settings {
-            max_attempts: MAX_ATTEMPTS,
-            connect_timeout: CONNECT_TIMEOUT,
-            attempt_timeout: ATTEMPT_TIMEOUT,
-            operation_timeout: OPERATION_TIMEOUT,
-        }
-    }
-}
-
-impl S3Settings {
-    /// Reads the settings by name (see [`S3_SETTINGS`]); unset or empty means the default.
-    pub fn from_settings(get: impl Fn(&str) -> Option<String>) -> Result<S3Settings, ConfigError> {
-        let val = |k: &str| get(k).filter(|v| !v.trim().is_empty());
-        let ms = |k: &str, default: Duration| -> Result<Duration, ConfigError> {
-            match val(k) {
-                Some(v) => Ok(Duration::from_millis(parse_u64(k, &v, 1, 900_000)?)),
-                None => Ok(default),
-            }
-        };
-        let d = S3Settings::default();
-        let s = S3Settings {
-            max_attempts: match val("S3_MAX_ATTEMPTS") {
-                Some(v) => parse_u64("S3_MAX_ATTEMPTS", &v, 1, 10)? as u32,
-                None => d.max_attempts,
-            },
-            connect_timeout: ms("S3_CONNECT_TIMEOUT_MS", d.connect_timeout)?,
-            attempt_timeout: ms("S3_ATTEMPT_TIMEOUT_MS", d.attempt_timeout)?,
-            operation_timeout: ms("S3_OPERATION_TIMEOUT_MS", d.operation_timeout)?,
-        };
-        if s.operation_timeout < s.attempt_timeout {
-            return Err(ConfigError::new(
-                "S3_OPERATION_TIMEOUT_MS",
-                format!(
-                    "{} ms is shorter than one attempt (S3_ATTEMPT_TIMEOUT_MS = {} ms)",
-                    s.operation_timeout.as_millis(),
-                    s.attempt_timeout.as_millis()
-                ),
-            ));
-        }
-        Ok(s)
-    }
-
-    /// The SDK's retry and timeout configuration for these settings.
-    pub fn sdk_config(&self) -> (RetryConfig, TimeoutConfig) {
-        (
-            RetryConfig::standard().with_max_attempts(self.max_attempts),
-            TimeoutConfig::builder()
-                .connect_timeout(self.connect_timeout)
-                .operation_attempt_timeout(self.attempt_timeout)
-                .operation_timeout(self.operation_timeout)
-                .build(),
-        )
-    }
-}
-
-/// The retry and timeout settings of the defaults ([`S3Settings::default`]).
-pub fn sdk_defaults() -> (RetryConfig, TimeoutConfig) {
-    S3Settings::default().sdk_config()
+/// The SDK's retry and timeout configuration for `settings`.
+pub fn sdk_retry_timeouts(settings: &S3Settings) -> (RetryConfig, TimeoutConfig) {
+    (
+        RetryConfig::standard().with_max_attempts(settings.max_attempts),
+        TimeoutConfig::builder()
+            .connect_timeout(settings.connect_timeout)
+            .operation_attempt_timeout(settings.attempt_timeout)
+            .operation_timeout(settings.operation_timeout)
+            .build(),
+    )
 }
 
 /// Loads the SDK configuration from the environment with these retries and timeouts.
 pub async fn load_sdk_config(settings: &S3Settings) -> SdkConfig {
-    let (retry, timeout) = settings.sdk_config();
+    let (retry, timeout) = sdk_retry_timeouts(settings);
     aws_config::defaults(BehaviorVersion::latest())
         .retry_config(retry)
         .timeout_config(timeout)
@@ -153,12 +70,15 @@ impl S3Store {
             region: sdk.region().map(ToString::to_string).unwrap_or_default(),
             max_attempts: sdk
                 .retry_config()
-                .map_or(MAX_ATTEMPTS, RetryConfig::max_attempts)
+                .map_or(
+                    S3Settings::default().max_attempts,
+                    RetryConfig::max_attempts,
+                )
                 .max(1),
             body_timeout: sdk
                 .timeout_config()
                 .and_then(TimeoutConfig::operation_attempt_timeout)
-                .unwrap_or(ATTEMPT_TIMEOUT),
+                .unwrap_or(S3Settings::default().attempt_timeout),
         }
     }
 
@@ -276,7 +196,6 @@ impl S3Store {
     }
 
     async fn put_inner(&self, req: PutRequest, span: &Span) -> Result<(), StoreError> {
-        let crc = base64_crc32(&req.body);
         let metadata: HashMap<String, String> = req.metadata.into_iter().collect();
         let result = self
             .client
@@ -287,7 +206,9 @@ impl S3Store {
             .set_cache_control(req.cache_control)
             .set_metadata(Some(metadata))
             .content_length(i64::try_from(req.body.len()).unwrap_or(i64::MAX))
-            .checksum_crc32(crc)
+            // The SDK computes the CRC32 of the in-memory body and sends it; S3 refuses a
+            // PUT whose bytes do not match.
+            .checksum_algorithm(ChecksumAlgorithm::Crc32)
             .body(ByteStream::from(req.body))
             .send()
             .await;
@@ -408,50 +329,5 @@ fn status_of<E>(err: &SdkError<E, HttpResponse>) -> Option<u16> {
         SdkError::ServiceError(ctx) => Some(ctx.raw().status().as_u16()),
         SdkError::ResponseError(ctx) => Some(ctx.raw().status().as_u16()),
         _ => None,
-    }
-}
-
-/// The `x-amz-checksum-crc32` value: base64 of the big-endian CRC-32.
-pub fn base64_crc32(data: &[u8]) -> String {
-    base64(&crc32fast::hash(data).to_be_bytes())
-}
-
-fn base64(data: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
-    for chunk in data.chunks(3) {
-        let b = [
-            chunk[0],
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
-        let n = u32::from(b[0]) << 16 | u32::from(b[1]) << 8 | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(char::from(ALPHABET[(n >> (18 - 6 * i) & 63) as usize]));
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn base64_and_crc32() {
-        assert_eq!(base64(b""), "");
-        assert_eq!(base64(b"f"), "Zg==");
-        assert_eq!(base64(b"fo"), "Zm8=");
-        assert_eq!(base64(b"foo"), "Zm9v");
-        assert_eq!(base64(b"foob"), "Zm9vYg==");
-        // CRC-32 of "123456789" is 0xCBF43926.
-        assert_eq!(
-            base64_crc32(b"123456789"),
-            base64(&[0xcb, 0xf4, 0x39, 0x26])
-        );
     }
 }

@@ -24,12 +24,17 @@ impl UdpSender {
     /// Sender for `AWS_XRAY_DAEMON_ADDRESS` (`host:port` or `tcp:h:p udp:h:p`).
     /// Unset or unparsable → a sender that counts every document as dropped.
     pub fn from_env() -> Self {
-        match std::env::var(DAEMON_ADDRESS_ENV) {
-            Ok(raw) => match parse_daemon_address(&raw) {
+        Self::from_address(crate::settings::xray_daemon_address(crate::settings::env).as_deref())
+    }
+
+    /// Sender for an `AWS_XRAY_DAEMON_ADDRESS` value (see [`UdpSender::from_env`]).
+    pub fn from_address(raw: Option<&str>) -> Self {
+        match raw {
+            Some(raw) => match parse_daemon_address(raw) {
                 Some(addr) => Self::new(addr),
                 None => Self::unconfigured(format!("unparsable {DAEMON_ADDRESS_ENV}={raw:?}")),
             },
-            Err(_) => Self::unconfigured(format!("{DAEMON_ADDRESS_ENV} not set")),
+            None => Self::unconfigured(format!("{DAEMON_ADDRESS_ENV} not set")),
         }
     }
 

@@ -7,9 +7,11 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+use super::rejection::rfc3339;
 use super::*;
-use crate::lambda::event::encode_key;
-use crate::lambda::store::MemoryStore;
+use crate::event::Trigger;
+use crate::event::keys::{self, encode_key};
+use crate::store::{MemoryStore, StoreError};
 
 const SRC: &str = "uploads";
 const DEST: &str = "renditions";

@@ -1,5 +1,6 @@
-//! Init and invocation wiring of the function: settings and the S3 client built once
-//! ([`App::from_env`]), init errors posted to the Runtime API, one [`App::handle`] per event.
+//! The function's life cycle: everything built once at init ([`App::from_env`]: settings, the
+//! pipeline, the S3 client), init errors posted to the Runtime API, and one [`App::handle`] per
+//! invocation (trace context, the handler, metrics, the answer).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -8,10 +9,11 @@ use lambda_runtime::LambdaEvent;
 use serde_json::Value;
 use tracing::{error, info, warn};
 
-use super::{Handler, InvocationError, LambdaSettings, ObjectStore, S3Store, s3, store};
-use crate::config::{ConfigError, parse_bool};
+use crate::handler::{Handler, InvocationError};
+use crate::pipeline::{Limits, Pipeline};
+use crate::settings::{self, ConfigError, LambdaSettings, PipelineConfig, S3Settings};
+use crate::store::{self, GetRequest, ObjectStore, S3Store};
 use crate::telemetry::{Metrics, TraceContext, xray};
-use crate::{Pipeline, PipelineConfig};
 
 /// Largest watermark image fetched from S3 at init.
 const MAX_WATERMARK_BYTES: u64 = 16 * 1024 * 1024;
@@ -41,7 +43,7 @@ pub struct App {
 impl App {
     /// Reads the process environment (see `docs/lambda.md` for the variables).
     pub async fn from_env() -> Result<App, InitError> {
-        Self::from_lookup(|k| std::env::var(k).ok()).await
+        Self::from_lookup(settings::env).await
     }
 
     /// Builds the app from named settings: pipeline settings, Lambda settings, the S3 client
@@ -50,19 +52,15 @@ impl App {
     pub async fn from_lookup(
         get: impl Fn(&str) -> Option<String> + Clone,
     ) -> Result<App, InitError> {
-        let force_path_style = match get("S3_FORCE_PATH_STYLE").filter(|v| !v.trim().is_empty()) {
-            Some(v) => parse_bool("S3_FORCE_PATH_STYLE", &v)?,
-            None => false,
-        };
-        let s3_settings = s3::S3Settings::from_settings(get.clone())?;
+        let s3_settings = S3Settings::from_settings(get.clone())?;
         let mut sdk = None;
         let watermark = get("WATERMARK")
             .map(|w| w.trim().to_owned())
             .unwrap_or_default();
         let mut fetched_watermark: Option<Result<Vec<u8>, String>> = None;
         if let Some(location) = watermark.strip_prefix("s3://") {
-            let loaded = s3::load_sdk_config(&s3_settings).await;
-            let store = S3Store::new(&loaded, force_path_style);
+            let loaded = store::load_sdk_config(&s3_settings).await;
+            let store = S3Store::new(&loaded, s3_settings.force_path_style);
             fetched_watermark = Some(fetch_watermark(&store, location).await);
             sdk = Some(loaded);
         }
@@ -76,15 +74,13 @@ impl App {
                     .map_err(|e| format!("cannot read the watermark file `{value}`: {e}"))
             }
         };
-        let memory_mb =
-            get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE").and_then(|v| v.trim().parse::<u64>().ok());
         let mut pipeline_config = PipelineConfig::from_settings(get.clone(), &load_watermark)?;
         let settings = LambdaSettings::from_settings(get, &pipeline_config.renditions)?;
-        if let Some(mb) = memory_mb {
+        if let Some(mb) = settings.memory_mb {
             // Pixel buffers of every record in flight must fit the function's memory: an image
             // that needs more is rejected as too large for this memory size instead of an OOM.
             let limits = &mut pipeline_config.limits;
-            limits.max_working_bytes = crate::config::Limits::working_bytes_for_memory(
+            limits.max_working_bytes = Limits::working_bytes_for_memory(
                 mb,
                 settings.concurrency.records as u64,
                 limits.max_input_bytes,
@@ -93,7 +89,7 @@ impl App {
         let pipeline = Pipeline::new(pipeline_config)?;
         let sdk = match sdk {
             Some(sdk) => sdk,
-            None => s3::load_sdk_config(&s3_settings).await,
+            None => store::load_sdk_config(&s3_settings).await,
         };
         if sdk.region().is_none() {
             return Err(ConfigError::new(
@@ -102,7 +98,7 @@ impl App {
             )
             .into());
         }
-        let store = S3Store::new(&sdk, settings.force_path_style);
+        let store = S3Store::new(&sdk, s3_settings.force_path_style);
         if !settings.key_template.keeps_whole_key() {
             warn!(
                 key_template = settings.key_template.as_str(),
@@ -175,7 +171,7 @@ async fn fetch_watermark(store: &S3Store, location: &str) -> Result<Vec<u8>, Str
     else {
         return Err(format!("`s3://{location}` is not s3://bucket/key"));
     };
-    let req = store::GetRequest {
+    let req = GetRequest {
         bucket: bucket.to_owned(),
         key: key.to_owned(),
         version_id: None,
@@ -202,7 +198,7 @@ pub fn instant_of(deadline: SystemTime) -> Instant {
 /// nothing outside Lambda (no `AWS_LAMBDA_RUNTIME_API`); never fails.
 pub async fn report_init_error(err: &InitError) {
     error!(error_type = err.error_type(), reason = %err, "init failed");
-    let Ok(api) = std::env::var("AWS_LAMBDA_RUNTIME_API") else {
+    let Some(api) = settings::env("AWS_LAMBDA_RUNTIME_API") else {
         return;
     };
     let body = serde_json::json!({

@@ -13,9 +13,17 @@ use tracing::{Metadata, Subscriber};
 use tracing_subscriber::layer::{Context, Filter, Layer};
 use tracing_subscriber::registry::{LookupSpan, SpanRef};
 
-use super::document::{Subsegment, SubsegmentVisitor};
-use super::sender::UdpSender;
-use super::trace_header::TraceContext;
+mod document;
+mod ids;
+mod sender;
+mod stages;
+pub(crate) mod trace_header;
+
+pub use document::MAX_DATAGRAM_BYTES;
+use document::{Subsegment, SubsegmentVisitor};
+pub use sender::UdpSender;
+pub(crate) use stages::emit_stage_spans;
+pub use trace_header::TraceContext;
 
 /// Spans whose target equals this or starts with `renditions::xray::` become subsegments.
 pub const DEFAULT_TARGET_PREFIX: &str = "renditions::xray";
@@ -338,7 +346,7 @@ mod tests {
         let mut docs = Vec::new();
         let mut buf = vec![0u8; 65_536];
         while let Ok(n) = rx.recv(&mut buf) {
-            let (head, body) = buf[..n].split_at(super::super::document::DATAGRAM_HEADER.len());
+            let (head, body) = buf[..n].split_at(super::document::DATAGRAM_HEADER.len());
             assert_eq!(head, b"{\"format\": \"json\", \"version\": 1}\n");
             docs.push(serde_json::from_slice(body).unwrap());
             assert!(docs.len() < 1000);

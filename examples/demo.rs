@@ -7,6 +7,12 @@
 //! Pipeline settings come from the usual variables (`RENDITIONS`, `OUTPUT_FORMAT`, …);
 //! `DEMO_OUT` moves the output folder (default `demo-out`), `DEMO_SAMPLES` the samples folder.
 
+// The embedded S3 server lives with the test support (it is not part of the function's build);
+// the demo borrows it.
+#[allow(dead_code)]
+#[path = "../tests/support/local_s3.rs"]
+mod local_s3;
+
 use std::error::Error;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -14,10 +20,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aws_sdk_s3::primitives::ByteStream;
-use renditions::lambda::event::encode_key;
-use renditions::lambda::handler::{Outcome, Report};
-use renditions::lambda::{Handler, LambdaSettings, S3Store};
-use renditions::local::LocalS3;
+use local_s3::LocalS3;
+use renditions::event::keys::encode_key;
+use renditions::handler::Handler;
+use renditions::handler::{Outcome, Report};
+use renditions::settings::LambdaSettings;
+use renditions::store::S3Store;
 use renditions::telemetry::{LogConfig, LogFormat, Metrics, init_logging_with};
 use renditions::{Pipeline, PipelineConfig};
 use serde_json::{Value, json};
@@ -177,8 +185,8 @@ fn s3_record(key: &str, size: usize, etag: &str) -> Value {
     json!({
         "eventVersion": "2.1",
         "eventSource": "aws:s3",
-        "awsRegion": renditions::local::REGION,
-        "eventTime": renditions::lambda::handler::rfc3339(std::time::SystemTime::now()),
+        "awsRegion": local_s3::REGION,
+        "eventTime": renditions::handler::rfc3339(std::time::SystemTime::now()),
         "eventName": "ObjectCreated:Put",
         "userIdentity": {"principalId": "demo"},
         "requestParameters": {"sourceIPAddress": "127.0.0.1"},

@@ -51,14 +51,6 @@ impl TraceContext {
         })
     }
 
-    /// Parses `_X_AMZN_TRACE_ID` (set by `lambda_runtime` in sequential mode only;
-    /// prefer `Context.xray_trace_id`).
-    pub fn from_env() -> Option<Self> {
-        std::env::var("_X_AMZN_TRACE_ID")
-            .ok()
-            .and_then(|h| Self::parse(&h))
-    }
-
     /// Builds a context from parts (validated like [`TraceContext::parse`]).
     pub fn new(root: &str, parent: &str, sampled: bool) -> Option<Self> {
         (is_valid_root(root) && is_hex(parent, 16)).then(|| Self {

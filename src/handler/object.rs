@@ -1,0 +1,275 @@
+//! One object, in three steps: [`Handler::download`] it (if it is still the object the event
+//! announced), [`Handler::render`] it on the blocking pool, [`Handler::upload`] the renditions.
+//! Each step returns the [`Outcome`] that ends the object early (rejected, unreadable, skipped,
+//! failed) as its error, so [`Handler::object_work`] reads as the data flow.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use tracing::{Instrument, Span, error, info};
+
+use super::Handler;
+use super::outcome::{Outcome, Rendered, Written};
+use crate::event::ObjectRef;
+use crate::event::keys;
+use crate::pipeline::RenderOutput;
+use crate::reject::Rejection;
+use crate::store::{Fetched, GetRequest, ObjectStore, PutRequest, StoreError};
+use crate::telemetry::{Metrics, xray};
+
+/// A step's result: its value, or the outcome that ends the object here.
+type Step<T> = Result<T, Outcome>;
+
+impl<S: ObjectStore> Handler<S> {
+    /// Download, render, upload (or report) one object, inside its `object` span.
+    pub(super) async fn object_work(
+        &self,
+        object: &ObjectRef,
+        metrics: &Metrics,
+        span: Span,
+    ) -> Outcome {
+        let result = async {
+            if let Some(reason) = keys::unsafe_segment(&object.key) {
+                let etag = object.etag.as_deref();
+                return Err(self
+                    .reject(object, etag, "unsafe-key", reason, metrics)
+                    .await);
+            }
+            let (fetched, download) = self.download(object, metrics).await?;
+            let bytes_in = fetched.bytes.len() as u64;
+            let etag = fetched.etag.clone().or_else(|| object.etag.clone());
+            let out = self
+                .render(object, etag.as_deref(), fetched, metrics, &span)
+                .await?;
+            span.record("bytes_in", bytes_in);
+            let (out, written, upload) = self.upload(object, etag.as_deref(), out, metrics).await?;
+            Ok(self.rendered(
+                object, out, written, bytes_in, download, upload, metrics, &span,
+            ))
+        }
+        .await;
+        result.unwrap_or_else(|ended| ended)
+    }
+
+    /// The current object, provided it is still the one the event announced (If-Match on its
+    /// ETag; see docs/lambda.md for why not the versionId), and how long that took.
+    async fn download(&self, object: &ObjectRef, metrics: &Metrics) -> Step<(Fetched, Duration)> {
+        let t = Instant::now();
+        let request = GetRequest {
+            bucket: object.bucket.clone(),
+            key: object.key.clone(),
+            version_id: None,
+            if_match: object.etag.clone(),
+            max_bytes: self.pipeline.config().limits.max_input_bytes,
+        };
+        let download_span = tracing::info_span!(target: "renditions::xray", "download");
+        let fetched = self.store.get(request).instrument(download_span).await;
+        let download = t.elapsed();
+        metrics.record_stage("download", download);
+        match fetched {
+            Ok(f) => {
+                metrics.add_input_bytes(f.bytes.len() as u64);
+                Ok((f, download))
+            }
+            Err(StoreError::TooLarge(reason)) => {
+                let rejection = Rejection::too_large(reason);
+                let kind = rejection.kind.as_str();
+                Err(self
+                    .reject(object, None, kind, rejection.reason, metrics)
+                    .await)
+            }
+            Err(e @ (StoreError::NotFound(_) | StoreError::AccessDenied(_))) => {
+                Err(self.unreadable(object, &e, metrics).await)
+            }
+            Err(StoreError::Changed(reason)) => {
+                let reason = format!(
+                    "the object changed since the event ({reason}); the newer version has its own event"
+                );
+                info!(bucket = %object.bucket, key = %object.key, reason = %reason, "skipping object");
+                Err(Outcome::Skipped(reason))
+            }
+            Err(StoreError::Transient(reason)) => {
+                error!(bucket = %object.bucket, key = %object.key, reason = %reason, "download failed (transient)");
+                Err(Outcome::Failed(format!("download: {reason}")))
+            }
+        }
+    }
+
+    /// Renders on the blocking pool, at most `concurrency.renders` at once; a refused image is
+    /// rejected (and reported) here. Emits the stages' X-Ray subsegments.
+    async fn render(
+        &self,
+        object: &ObjectRef,
+        etag: Option<&str>,
+        fetched: Fetched,
+        metrics: &Metrics,
+        span: &Span,
+    ) -> Step<RenderOutput> {
+        let permit = match Arc::clone(&self.renders).acquire_owned().await {
+            Ok(p) => p,
+            Err(_) => return Err(Outcome::Failed("render slots closed".into())),
+        };
+        let pipeline = Arc::clone(&self.pipeline);
+        let render_span = span.clone();
+        let data = fetched.bytes;
+        let joined = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            let _entered = render_span.enter();
+            let start = SystemTime::now();
+            (start, pipeline.render(&data))
+        })
+        .await;
+        let (render_start, rendered) = match joined {
+            Ok(r) => r,
+            Err(e) => {
+                let reason = format!("the renderer panicked: {e}");
+                error!(bucket = %object.bucket, key = %object.key, reason = %reason, "render failed");
+                return Err(Outcome::Failed(reason));
+            }
+        };
+        match rendered {
+            Ok(out) => {
+                xray::emit_stage_spans(render_start, &out);
+                span.record("format", out.format.as_str());
+                span.record("width", out.width);
+                span.record("height", out.height);
+                span.record("renditions", out.renditions.len());
+                Ok(out)
+            }
+            Err(rejection) => {
+                let kind = rejection.kind.as_str();
+                Err(self
+                    .reject(object, etag, kind, rejection.reason, metrics)
+                    .await)
+            }
+        }
+    }
+
+    /// Writes every rendition concurrently, each at its key from the template, with the source
+    /// named in its metadata. Returns the render (renditions' bytes moved out), what was
+    /// written and how long it took.
+    async fn upload(
+        &self,
+        object: &ObjectRef,
+        etag: Option<&str>,
+        mut out: RenderOutput,
+        metrics: &Metrics,
+    ) -> Step<(RenderOutput, Vec<Written>, Duration)> {
+        let t = Instant::now();
+        let base_meta = self.source_metadata(object, etag);
+        let renditions = std::mem::take(&mut out.renditions);
+        let mut puts = Vec::with_capacity(renditions.len());
+        let mut written = Vec::with_capacity(renditions.len());
+        for r in renditions {
+            let key =
+                self.settings
+                    .key_template
+                    .render(&r.name, &object.key, r.encoding.extension());
+            let mut metadata = base_meta.clone();
+            metadata.push(("rendition".into(), r.name.clone()));
+            metadata.push(("width".into(), r.width.to_string()));
+            metadata.push(("height".into(), r.height.to_string()));
+            written.push(Written {
+                rendition: r.name,
+                key: key.clone(),
+                width: r.width,
+                height: r.height,
+                bytes: r.bytes.len(),
+                content_type: r.encoding.content_type(),
+            });
+            puts.push(self.store.put(PutRequest {
+                bucket: self.settings.dest_bucket.clone(),
+                key,
+                body: bytes::Bytes::from(r.bytes),
+                content_type: r.encoding.content_type().to_owned(),
+                cache_control: self.settings.cache_control.clone(),
+                metadata,
+            }));
+        }
+        let upload_span =
+            tracing::info_span!(target: "renditions::xray", "upload", objects = puts.len());
+        let results = futures_util::future::join_all(puts)
+            .instrument(upload_span)
+            .await;
+        let upload = t.elapsed();
+        metrics.record_stage("upload", upload);
+        if let Some(e) = results.into_iter().find_map(Result::err) {
+            error!(bucket = %object.bucket, key = %object.key, reason = %e, "upload failed (transient)");
+            return Err(Outcome::Failed(format!("upload: {e}")));
+        }
+        Ok((out, written, upload))
+    }
+
+    /// Counts, logs and returns a rendered object.
+    #[allow(clippy::too_many_arguments)]
+    fn rendered(
+        &self,
+        object: &ObjectRef,
+        out: RenderOutput,
+        written: Vec<Written>,
+        bytes_in: u64,
+        download: Duration,
+        upload: Duration,
+        metrics: &Metrics,
+        span: &Span,
+    ) -> Outcome {
+        let bytes_out: u64 = written.iter().map(|w| w.bytes as u64).sum();
+        span.record("bytes_out", bytes_out);
+        metrics.add_output_bytes(bytes_out);
+        metrics.image_processed();
+        for (stage, ms) in out.timings.as_millis() {
+            metrics.record_stage_ms(stage.as_str(), ms);
+        }
+        let ms = |d: Duration| (d.as_secs_f64() * 1e4).round() / 10.0;
+        let t = out.timings;
+        info!(
+            bucket = %object.bucket,
+            key = %object.key,
+            format = out.format.as_str(),
+            width = out.width,
+            height = out.height,
+            orientation = out.orientation,
+            renditions = written.len(),
+            bytes_in,
+            bytes_out,
+            download_ms = ms(download),
+            decode_ms = ms(t.decode),
+            colour_ms = ms(t.colour),
+            resize_ms = ms(t.resize),
+            orient_ms = ms(t.orient),
+            watermark_ms = ms(t.watermark),
+            encode_ms = ms(t.encode),
+            upload_ms = ms(upload),
+            "object rendered"
+        );
+        Outcome::Rendered(Rendered {
+            format: out.format.as_str().to_owned(),
+            width: out.width,
+            height: out.height,
+            orientation: out.orientation,
+            bytes_in,
+            bytes_out,
+            renditions: written,
+            download,
+            timings: out.timings,
+            upload,
+        })
+    }
+
+    /// `source-bucket`, `source-key` (or its digest) and `source-etag`: the metadata that ties
+    /// every written object to its source.
+    pub(super) fn source_metadata(
+        &self,
+        object: &ObjectRef,
+        etag: Option<&str>,
+    ) -> Vec<(String, String)> {
+        let mut meta = vec![
+            ("source-bucket".to_owned(), object.bucket.clone()),
+            keys::source_key_metadata(&object.key),
+        ];
+        if let Some(etag) = etag {
+            meta.push(("source-etag".to_owned(), etag.to_owned()));
+        }
+        meta
+    }
+}

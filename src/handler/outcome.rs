@@ -1,0 +1,218 @@
+//! What one invocation did and how it answers: each object's [`Outcome`], the invocation's
+//! [`Report`], and the response Lambda gets (the SQS partial batch response, a summary, or an
+//! [`InvocationError`] that makes Lambda retry).
+
+use std::time::Duration;
+
+use aws_lambda_events::event::sqs::SqsBatchResponse;
+use serde_json::{Value, json};
+
+use crate::event::{EventError, ObjectRef, Trigger};
+use crate::pipeline::StageTimings;
+
+/// One rendition as written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Written {
+    pub rendition: String,
+    pub key: String,
+    pub width: u32,
+    pub height: u32,
+    pub bytes: usize,
+    pub content_type: &'static str,
+}
+
+/// What a rendered object produced, and how long each part took.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rendered {
+    /// Source format (`jpeg`, `png`, …) and stored size.
+    pub format: String,
+    pub width: u32,
+    pub height: u32,
+    pub orientation: u8,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub renditions: Vec<Written>,
+    pub download: Duration,
+    pub timings: StageTimings,
+    pub upload: Duration,
+}
+
+/// The outcome of one object.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// Renditions written.
+    Rendered(Rendered),
+    /// The image was refused (bad or too large): permanent, reported, not retried.
+    Rejected {
+        kind: String,
+        reason: String,
+        /// Key of the rejection report, when one was written.
+        report: Option<String>,
+    },
+    /// The object could not be read (404/403): permanent for the event, reported; an SQS
+    /// message is still handed back so it reaches the dead-letter queue for a redrive.
+    Unreadable {
+        kind: String,
+        reason: String,
+        report: Option<String>,
+    },
+    /// Deliberately not processed (recursion guard, object changed since the event, …).
+    Skipped(String),
+    /// Transient failure (S3 5xx, throttling, timeouts, deadline): retry.
+    Failed(String),
+}
+
+impl Outcome {
+    /// Short name for logs and tables.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Outcome::Rendered(_) => "rendered",
+            Outcome::Rejected { .. } => "rejected",
+            Outcome::Unreadable { .. } => "unreadable",
+            Outcome::Skipped(_) => "skipped",
+            Outcome::Failed(_) => "failed",
+        }
+    }
+}
+
+/// One object of the invocation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ObjectReport {
+    /// Index of the message (SQS) the object came from; 0 otherwise.
+    pub message: usize,
+    pub object: ObjectRef,
+    pub outcome: Outcome,
+    pub elapsed: Duration,
+}
+
+/// Everything one invocation did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Report {
+    pub trigger: Trigger,
+    /// SQS message ids, by message index (`None` for other triggers).
+    pub message_ids: Vec<Option<String>>,
+    pub objects: Vec<ObjectReport>,
+    /// Records that could not be understood, by message index.
+    pub malformed: Vec<(usize, String)>,
+    /// Records acknowledged without work (test events, deletions, …).
+    pub ignored: usize,
+}
+
+impl Report {
+    /// Whether message `i` must be retried.
+    fn message_failed(&self, i: usize) -> bool {
+        self.malformed.iter().any(|(m, _)| *m == i)
+            || self.objects.iter().any(|o| {
+                o.message == i
+                    && match &o.outcome {
+                        Outcome::Failed(_) => true,
+                        Outcome::Unreadable { .. } => self.trigger == Trigger::Sqs,
+                        _ => false,
+                    }
+            })
+    }
+
+    /// The SQS `itemIdentifier`s of the messages to retry.
+    pub fn batch_item_failures(&self) -> Vec<String> {
+        (0..self.message_ids.len())
+            .filter(|&i| self.message_failed(i))
+            .filter_map(|i| self.message_ids[i].clone())
+            .collect()
+    }
+
+    /// Reasons the invocation (or a message) must be retried.
+    pub fn failures(&self) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .malformed
+            .iter()
+            .map(|(_, r)| format!("malformed record: {r}"))
+            .collect();
+        out.extend(self.objects.iter().filter_map(|o| match &o.outcome {
+            Outcome::Failed(r) => Some(format!("s3://{}/{}: {r}", o.object.bucket, o.object.key)),
+            _ => None,
+        }));
+        out
+    }
+
+    /// How many objects ended in each outcome.
+    pub fn count(&self, outcome: &str) -> usize {
+        self.objects
+            .iter()
+            .filter(|o| o.outcome.name() == outcome)
+            .count()
+    }
+
+    /// A short JSON summary (the answer for non-SQS triggers).
+    pub fn summary(&self) -> Value {
+        json!({
+            "trigger": self.trigger.as_str(),
+            "rendered": self.count("rendered"),
+            "rejected": self.count("rejected"),
+            "unreadable": self.count("unreadable"),
+            "skipped": self.count("skipped"),
+            "failed": self.count("failed"),
+            "ignored": self.ignored,
+        })
+    }
+
+    /// The invocation's answer: the partial batch response for SQS; for the other triggers
+    /// the summary, or an error (so Lambda retries the event) if anything must be retried.
+    pub fn response(&self) -> Result<Value, InvocationError> {
+        if self.trigger == Trigger::Sqs {
+            let mut response = SqsBatchResponse::default();
+            for id in self.batch_item_failures() {
+                response.add_failure(id);
+            }
+            return serde_json::to_value(&response).map_err(|e| InvocationError {
+                error_type: "Renditions.InternalError",
+                message: format!("cannot serialise the SQS batch response: {e}"),
+            });
+        }
+        let failures = self.failures();
+        if failures.is_empty() {
+            Ok(self.summary())
+        } else {
+            Err(InvocationError::retryable(format!(
+                "{} record(s) must be retried: {}",
+                failures.len(),
+                failures.join("; ")
+            )))
+        }
+    }
+}
+
+/// An invocation that failed as a whole (Lambda retries asynchronous events).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct InvocationError {
+    /// `errorType` reported to Lambda.
+    pub error_type: &'static str,
+    pub message: String,
+}
+
+impl InvocationError {
+    pub fn retryable(message: String) -> Self {
+        InvocationError {
+            error_type: "Renditions.RetryableFailure",
+            message,
+        }
+    }
+}
+
+impl From<EventError> for InvocationError {
+    fn from(e: EventError) -> Self {
+        InvocationError {
+            error_type: "Renditions.UnrecognisedEvent",
+            message: e.to_string(),
+        }
+    }
+}
+
+impl From<InvocationError> for lambda_runtime::Diagnostic {
+    fn from(e: InvocationError) -> Self {
+        lambda_runtime::Diagnostic {
+            error_type: e.error_type.to_owned(),
+            error_message: e.message,
+        }
+    }
+}

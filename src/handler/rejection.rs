@@ -1,0 +1,126 @@
+//! Permanent refusals: an image that is bad or too large, or an object the function may not read.
+//! Each is logged, counted and, unless `REJECTION_REPORTS=false`, written as a JSON report next to
+//! the renditions, so the uploader can see why. Never retried.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde_json::json;
+use tracing::{Instrument, error};
+
+use super::Handler;
+use super::outcome::Outcome;
+use crate::event::ObjectRef;
+use crate::store::{ObjectStore, PutRequest, StoreError};
+use crate::telemetry::Metrics;
+
+impl<S: ObjectStore> Handler<S> {
+    /// A permanent refusal of `kind` (a [`Rejection`] kind, or `unsafe-key`): logged, counted
+    /// and reported, never retried.
+    pub(super) async fn reject(
+        &self,
+        object: &ObjectRef,
+        etag: Option<&str>,
+        kind: &str,
+        reason: String,
+        metrics: &Metrics,
+    ) -> Outcome {
+        error!(
+            bucket = %object.bucket,
+            key = %object.key,
+            kind,
+            reason = %reason,
+            "image rejected"
+        );
+        metrics.image_rejected(kind);
+        match self.write_report(object, etag, kind, &reason).await {
+            Ok(report) => Outcome::Rejected {
+                kind: kind.to_owned(),
+                reason,
+                report,
+            },
+            Err(e) => Outcome::Failed(format!(
+                "rejected ({kind}), but the report could not be written: {e}"
+            )),
+        }
+    }
+
+    pub(super) async fn unreadable(
+        &self,
+        object: &ObjectRef,
+        err: &StoreError,
+        metrics: &Metrics,
+    ) -> Outcome {
+        let kind = err.kind();
+        let reason = err.to_string();
+        error!(bucket = %object.bucket, key = %object.key, kind, reason = %reason, "object unreadable");
+        metrics.image_rejected(kind);
+        match self
+            .write_report(object, object.etag.as_deref(), kind, &reason)
+            .await
+        {
+            Ok(report) => Outcome::Unreadable {
+                kind: kind.to_owned(),
+                reason,
+                report,
+            },
+            Err(e) => Outcome::Failed(format!(
+                "unreadable ({kind}), and the report could not be written: {e}"
+            )),
+        }
+    }
+
+    /// Writes `{REJECTION_PREFIX}{key}.json` unless reports are off.
+    async fn write_report(
+        &self,
+        object: &ObjectRef,
+        etag: Option<&str>,
+        kind: &str,
+        reason: &str,
+    ) -> Result<Option<String>, StoreError> {
+        if !self.settings.rejection_reports {
+            return Ok(None);
+        }
+        let key = self.settings.rejection_key(&object.key);
+        let body = json!({
+            "bucket": object.bucket,
+            "key": object.key,
+            "etag": etag,
+            "kind": kind,
+            "reason": reason,
+            "time": rfc3339(SystemTime::now()),
+        });
+        let put = PutRequest {
+            bucket: self.settings.dest_bucket.clone(),
+            key: key.clone(),
+            body: bytes::Bytes::from(serde_json::to_vec_pretty(&body).unwrap_or_default()),
+            content_type: "application/json".into(),
+            cache_control: None,
+            metadata: self.source_metadata(object, etag),
+        };
+        let span = tracing::info_span!(target: "renditions::xray", "report");
+        self.store.put(put).instrument(span).await?;
+        Ok(Some(key))
+    }
+}
+
+/// `2026-01-02T03:04:05Z` (UTC, whole seconds).
+pub fn rfc3339(t: SystemTime) -> String {
+    let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
