@@ -8,11 +8,11 @@ use std::hint::black_box;
 use std::path::PathBuf;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use renditions::bitmap::{Bitmap, Channels};
-use renditions::codec::libjpeg;
-use renditions::pipeline::geometry::Crop;
-use renditions::pipeline::{resize, watermark};
-use renditions::settings::{OutputFormat, WatermarkSpec};
+use renditions::stages;
+use renditions::stages::Crop;
+use renditions::stages::libjpeg;
+use renditions::{Bitmap, Channels};
+use renditions::{OutputFormat, WatermarkSpec};
 use renditions::{Pipeline, PipelineConfig};
 
 fn corpus() -> PathBuf {
@@ -114,13 +114,13 @@ fn resize_stage(c: &mut Criterion) {
     g.bench_function("rgb_2250x1500_to_1600x1067", |b| {
         b.iter(|| {
             black_box(
-                resize::resize(&src, full, 1600, 1067)
+                stages::resize(&src, full, 1600, 1067)
                     .map(|r| r.data.len())
                     .unwrap_or(0),
             )
         })
     });
-    let large = resize::resize(&src, full, 1600, 1067).expect("resize works");
+    let large = stages::resize(&src, full, 1600, 1067).expect("resize works");
     let lfull = Crop {
         x: 0.0,
         y: 0.0,
@@ -130,7 +130,7 @@ fn resize_stage(c: &mut Criterion) {
     g.bench_function("rgb_1600x1067_to_800x533_cascade", |b| {
         b.iter(|| {
             black_box(
-                resize::resize(&large, lfull, 800, 533)
+                stages::resize(&large, lfull, 800, 533)
                     .map(|r| r.data.len())
                     .unwrap_or(0),
             )
@@ -152,7 +152,7 @@ fn encode_and_watermark(c: &mut Criterion) {
             )
         })
     });
-    let wm = watermark::Watermark::new(&WatermarkSpec::default())
+    let wm = stages::Watermark::new(&WatermarkSpec::default())
         .ok()
         .flatten();
     if let Some(wm) = wm {

@@ -21,12 +21,12 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_s3::primitives::ByteStream;
 use local_s3::LocalS3;
+use renditions::Handler;
+use renditions::LambdaSettings;
+use renditions::S3Store;
 use renditions::event::keys::encode_key;
-use renditions::handler::Handler;
-use renditions::handler::{Outcome, Report};
-use renditions::settings::LambdaSettings;
-use renditions::store::S3Store;
-use renditions::telemetry::{LogConfig, LogFormat, Metrics, init_logging_with};
+use renditions::{LogConfig, LogFormat, Metrics, init_logging_with};
+use renditions::{Outcome, Report};
 use renditions::{Pipeline, PipelineConfig};
 use serde_json::{Value, json};
 
@@ -186,7 +186,7 @@ fn s3_record(key: &str, size: usize, etag: &str) -> Value {
         "eventVersion": "2.1",
         "eventSource": "aws:s3",
         "awsRegion": local_s3::REGION,
-        "eventTime": renditions::handler::rfc3339(std::time::SystemTime::now()),
+        "eventTime": renditions::rfc3339(std::time::SystemTime::now()),
         "eventName": "ObjectCreated:Put",
         "userIdentity": {"principalId": "demo"},
         "requestParameters": {"sourceIPAddress": "127.0.0.1"},

@@ -10,7 +10,7 @@ fn main() {
     let out = args
         .next()
         .unwrap_or_else(|| "assets/watermark.png".to_string());
-    let mark = match renditions::pipeline::watermark::render_text(&text, 160.0) {
+    let mark = match renditions::stages::render_text(&text, 160.0) {
         Ok(m) => m,
         Err(e) => {
             eprintln!("make_watermark: {e}");

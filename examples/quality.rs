@@ -8,7 +8,7 @@
 //! - shrink-on-load: JPEG/WebP decoded at reduced scale;
 //! - both (the shipping default).
 
-use renditions::settings::{OutputFormat, WatermarkSource};
+use renditions::{OutputFormat, WatermarkSource};
 use renditions::{Pipeline, PipelineConfig};
 
 /// PSNR and max error over premultiplied RGBA (colour under full transparency is meaningless).

@@ -5,7 +5,7 @@ its own Runtime API server) -> renditions in the destination bucket. All on 127.
 
     python3 loadtest/run.py [--n 1000] [--envs 1,2,4] [--s3 localstack|moto] [--rate R]
                             [--out loadtest-report] [--bin target/release/renditions-lambda]
-                            [--photos DIR]
+                            [--photos DIR] [--fallback-to-samples]
 
 Exit status: 0 = nothing lost, 1 = something lost (or not verified), 2 = could not run.
 See loadtest/README.md.
@@ -36,7 +36,8 @@ from ltlib import backend as backend_mod, procs, report  # noqa: E402
 from ltlib.poller import EventSourceMapping, Tracker, s3_keys_of  # noqa: E402
 from ltlib.runtime_api import Environment  # noqa: E402
 from ltlib.workload import (  # noqa: E402
-    PROFILES, build_uploads, materialize, prepare_sources, rendition_key, report_key, upload_all)
+    PROFILES, build_uploads, list_photos, materialize, prepare_sources, rendition_key, report_key,
+    stage_repo_samples, upload_all)
 
 REGION = "us-east-1"
 _log_lock = threading.Lock()
@@ -63,7 +64,12 @@ def parse_args(argv=None):
     ap.add_argument("--out", default=str(ROOT / "loadtest-report"), help="report directory")
     ap.add_argument("--bin", default=str(ROOT / "target/release/renditions-lambda"),
                     help="function binary, or 'fake' for loadtest/fake_function.py (harness self-test)")
-    ap.add_argument("--photos", default=str(ROOT.parent / "shared/corpus/photos"), help="source photos")
+    ap.add_argument("--photos", default=str(ROOT.parent / "shared/corpus/photos"),
+                    help="source photos (default ../shared/corpus/photos; make: CORPUS=DIR)")
+    ap.add_argument("--fallback-to-samples", action="store_true",
+                    help="when --photos holds no photos, use the repository's assets/samples plus a few "
+                         "images generated with Pillow (the smoke test of `make test`); without it a "
+                         "missing corpus is an error")
     ap.add_argument("--profile", choices=sorted(PROFILES), default="mixed",
                     help="mixed = photos downscaled to 1/2/4/8/12 MP (default); full = originals as is")
     ap.add_argument("--batch-size", type=int, default=10, help="ESM batch size (default 10, as template.yaml)")
@@ -118,6 +124,10 @@ def clients(endpoint: str):
     return (lambda: boto3.session.Session().client("s3", **kw)), (lambda: boto3.session.Session().client("sqs", **kw))
 
 
+def cache_root(base: str | None) -> Path:
+    return Path(base) if base else Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "renditions-loadtest"
+
+
 def corpus_cache_dir(photos: Path, profile: str, base: str | None) -> Path:
     """Downscaled copies live outside the work tree (kept across fresh clones on the same
     machine), in a folder named after the corpus' file names and sizes."""
@@ -126,8 +136,26 @@ def corpus_cache_dir(photos: Path, profile: str, base: str | None) -> Path:
     if photos.is_dir():
         for p in sorted(photos.iterdir()):
             h.update(f"{p.name}:{p.stat().st_size};".encode())
-    root = Path(base) if base else Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "renditions-loadtest"
-    return root / f"photos-{profile}-{h.hexdigest()[:10]}"
+    return cache_root(base) / f"photos-{profile}-{h.hexdigest()[:10]}"
+
+
+def choose_photos(args) -> tuple[Path, str]:
+    """The photo folder of this run and a description of where it came from: the corpus
+    (--photos) when it holds photos, else, with --fallback-to-samples, the repository's samples."""
+    photos = Path(args.photos)
+    found = list_photos(photos)
+    if found:
+        log(f"workload: photo corpus {photos} ({len(found)} photos)")
+        return photos, f"corpus {photos}"
+    if not args.fallback_to_samples:
+        raise SystemExit(
+            f"no photos in {photos}: this run needs a photo corpus. Point --photos at a folder of "
+            f"JPEG/PNG/WebP photos (make: CORPUS=/path/to/photos), or add --fallback-to-samples for a "
+            f"smoke run on the repository's assets/samples")
+    log(f"workload: no photo corpus at {photos} ({'empty' if photos.is_dir() else 'absent'}); "
+        f"falling back to the repository's samples")
+    staged = stage_repo_samples(ROOT / "assets" / "samples", cache_root(args.cache) / "repo-samples", log)
+    return staged, "repository samples (assets/samples + images generated with Pillow)"
 
 
 def bin_digest(cmd: list[str]) -> str | None:
@@ -488,9 +516,14 @@ def main(argv=None) -> int:
         fixtures_dir = ROOT / "tests" / "fixtures"
         fixtures = sorted(p for p in fixtures_dir.rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png", ".webp")) \
             if fixtures_dir.is_dir() else []
-        cache = corpus_cache_dir(Path(args.photos), args.profile, args.cache)
-        sources = prepare_sources(Path(args.photos), cache, args.profile, fixtures, log)
-        uploads = build_uploads(sources, args.n, args.seed)
+        photos, photos_source = choose_photos(args)
+        cache = corpus_cache_dir(photos, args.profile, args.cache)
+        sources = prepare_sources(photos, cache, args.profile, fixtures, log)
+        # Repository samples: few enough to upload each at least once (the corpus' ~100
+        # variants are drawn at random only).
+        every = [s for s in sources if s.origin is not None or s.path.parent == photos] \
+            if photos_source.startswith("repository") else []
+        uploads = build_uploads(sources, args.n, args.seed, every=every)
         materialize([u.source for u in uploads], log)
         kinds = Counter(u.source.kind for u in uploads)
         mp = [u.source.megapixels for u in uploads if u.source.expect == "rendered"]
@@ -524,7 +557,7 @@ def main(argv=None) -> int:
             "notifications": "S3 → SQS by the emulator" if all(s["notifications_native"] for s in steps)
             else "S3 → SQS EMULATED by the uploader (the emulator did not deliver notifications)",
             "config": {"n": args.n, "envs": args.envs_list, "bin": args.bin, "bin_sha256": bin_digest(cmd), "profile": args.profile,
-                       "photos": args.photos, "batch_size": args.batch_size, "window_s": args.window,
+                       "photos": str(photos), "photos_source": photos_source, "batch_size": args.batch_size, "window_s": args.window,
                        "visibility_timeout_s": args.visibility_timeout, "function_timeout_s": args.function_timeout,
                        "memory_mb": args.memory, "renditions": args.renditions, "rate": args.rate,
                        "upload_threads": args.upload_threads, "step_timeout_s": args.timeout, "seed": args.seed,
@@ -534,6 +567,8 @@ def main(argv=None) -> int:
             "envs": steps,
         }
         report.write_all(out, doc)
+        log(f"summary: {doc['uploads']} uploads, {doc['renditions']} renditions, {doc['rejected']} rejected, "
+            f"lost {doc['lost']}; photos: {photos_source}")
         log(f"report: {out / 'report.md'}; lost = {doc['lost']}")
         incomplete = len(steps) != len(args.envs_list)
         return 1 if doc["lost"] or incomplete else 0

@@ -27,22 +27,54 @@ compile_error!(
      (cargo lambda build defaults to abort unless [profile.release] sets panic)"
 );
 
-pub mod bitmap;
-pub mod cli;
-pub mod codec;
+// Modules are private: what other crates (the binaries, tests, benches, fuzzers) may use is the
+// curated list below, so that rustc's dead-code lint sees everything else.
+mod bitmap;
+mod cli;
+mod codec;
 #[cfg(any(feature = "lambda", feature = "events"))]
 pub mod event;
 #[cfg(feature = "lambda")]
-pub mod function;
+mod function;
 #[cfg(feature = "lambda")]
-pub mod handler;
-pub mod pipeline;
+mod handler;
+mod pipeline;
 mod reject;
-pub mod settings;
+mod settings;
 #[cfg(feature = "lambda")]
-pub mod store;
-pub mod telemetry;
+mod store;
+mod telemetry;
 
-pub use pipeline::{Pipeline, RenderOutput, Rendition};
+// --- the pipeline: bytes → renditions (the CLI, benches, fuzzers) ---
+pub use bitmap::{Bitmap, Channels};
+pub use cli::run as run_cli;
+pub use pipeline::{
+    Format, Limits, Pipeline, RenderOutput, Rendition, Stage, StageSpan, StageTimings,
+};
 pub use reject::{RejectKind, Rejection};
-pub use settings::{ConfigError, PipelineConfig};
+pub use settings::{
+    Anchor, ConfigError, Encoding, Fit, JpegSettings, OutputFormat, PipelineConfig, RenditionSpec,
+    S3Settings, SETTINGS, Scope, Setting, WatermarkSource, WatermarkSpec,
+};
+
+/// Single stages and codecs, for benches and tests that drive or measure one step at a time.
+pub mod stages {
+    pub use crate::codec::{exif, libjpeg, libwebp};
+    pub use crate::pipeline::geometry::Crop;
+    pub use crate::pipeline::orient::apply as orient;
+    pub use crate::pipeline::resize::resize;
+    pub use crate::pipeline::watermark::{DEFAULT_WATERMARK_PNG, Watermark, render_text};
+}
+
+// --- the Lambda function: event → store → pipeline → store ---
+#[cfg(feature = "lambda")]
+pub use function::{App, InitError, report_init_error};
+#[cfg(feature = "lambda")]
+pub use handler::{
+    Handler, InvocationError, ObjectReport, Outcome, Rendered, Report, Written, rfc3339,
+};
+#[cfg(feature = "lambda")]
+pub use settings::LambdaSettings;
+#[cfg(feature = "lambda")]
+pub use store::{ObjectStore, S3Store, load_sdk_config, sdk_retry_timeouts};
+pub use telemetry::{LogConfig, LogFormat, Metrics, init_logging, init_logging_with};

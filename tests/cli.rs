@@ -3,8 +3,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use renditions::bitmap::{Bitmap, Channels};
-use renditions::codec::libjpeg;
+use renditions::stages::libjpeg;
+use renditions::{Bitmap, Channels};
 
 fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_renditions"))

@@ -19,7 +19,7 @@ use std::process::{Command, Stdio};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use renditions::settings::WatermarkSource;
+use renditions::WatermarkSource;
 use renditions::{Pipeline, PipelineConfig, RejectKind};
 
 /// Peak resident memory allowed for one input (the child's whole process).
@@ -1054,7 +1054,7 @@ fn ultrahdr(primary: &[u8]) -> Vec<u8> {
     let gain: Vec<u8> = {
         let (w, h) = (112u32, 75u32);
         let px: Vec<u8> = (0..w * h).flat_map(|i| [(i % 251) as u8; 3]).collect();
-        renditions::codec::libjpeg::encode_rgb(w, h, &px, 70, false).unwrap()
+        renditions::stages::libjpeg::encode_rgb(w, h, &px, 70, false).unwrap()
     };
     // MP header (big-endian TIFF): MPFVersion, NumberOfImages = 2, MPEntry (2 × 16 bytes).
     let build = |primary_len: u32, gain_offset: u32| {

@@ -19,7 +19,7 @@ use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use renditions::codec::libjpeg::{self, Chroma};
+use renditions::stages::libjpeg::{self, Chroma};
 use serde_json::Value;
 use support::*;
 

@@ -3,11 +3,11 @@
 
 use std::sync::Arc;
 
-use renditions::bitmap::{Bitmap, Channels};
-use renditions::codec::exif;
-use renditions::codec::{libjpeg, libwebp};
-use renditions::pipeline::orient;
-use renditions::settings::{Fit, OutputFormat, RenditionSpec, WatermarkSource};
+use renditions::stages;
+use renditions::stages::exif;
+use renditions::stages::{libjpeg, libwebp};
+use renditions::{Bitmap, Channels};
+use renditions::{Fit, OutputFormat, RenditionSpec, WatermarkSource};
 use renditions::{Pipeline, PipelineConfig, RejectKind};
 
 fn config(spec: &str) -> PipelineConfig {
@@ -63,7 +63,7 @@ fn inverse(o: u16) -> u16 {
 
 /// Stores `display` so that applying EXIF orientation `o` shows it upright.
 fn stored_for(display: &Bitmap, o: u16) -> Bitmap {
-    orient::apply(
+    stages::orient(
         display.clone(),
         exif::Orientation::from_exif(inverse(o)).unwrap(),
     )
@@ -326,7 +326,7 @@ fn white_on_transparent_has_no_dark_fringe_and_stays_png() {
     let out = pipeline("r:77").render(&png(&b)).unwrap();
     assert!(out.has_alpha);
     let r = &out.renditions[0];
-    assert_eq!(r.encoding, renditions::settings::Encoding::Png);
+    assert_eq!(r.encoding, renditions::Encoding::Png);
     let img = decode(&r.bytes);
     let mut edge = 0;
     for p in img.pixels() {
@@ -563,9 +563,8 @@ fn watermark_from_text_and_png_bytes() {
             .renditions[0]
             .watermarked
     );
-    c.watermark.source = WatermarkSource::Image(Arc::new(
-        renditions::pipeline::watermark::DEFAULT_WATERMARK_PNG.to_vec(),
-    ));
+    c.watermark.source =
+        WatermarkSource::Image(Arc::new(renditions::stages::DEFAULT_WATERMARK_PNG.to_vec()));
     assert!(Pipeline::new(c).unwrap().render(&src).unwrap().renditions[0].watermarked);
 }
 
@@ -721,7 +720,7 @@ fn avif_output_is_an_avif_file() {
         .render(&jpeg(&quadrants(128, 96)))
         .unwrap();
     let r = &out.renditions[0];
-    assert_eq!(r.encoding, renditions::settings::Encoding::Avif);
+    assert_eq!(r.encoding, renditions::Encoding::Avif);
     assert_eq!(&r.bytes[4..12], b"ftypavif", "not an AVIF container");
     // The `ispe` property (image spatial extents): version/flags, then width and height.
     let at = r

@@ -14,9 +14,9 @@ use renditions::event::keys;
 fuzz_target!(|data: &[u8]| {
     // The raw bytes as a key: decoding must never panic.
     if let Ok(s) = std::str::from_utf8(data) {
-        let _ = event::decode_key(s);
-        let encoded = event::encode_key(s);
-        assert_eq!(event::decode_key(&encoded).as_deref(), Ok(s), "round trip of {s:?}");
+        let _ = keys::decode_key(s);
+        let encoded = keys::encode_key(s);
+        assert_eq!(keys::decode_key(&encoded).as_deref(), Ok(s), "round trip of {s:?}");
         // The key policy: a fitted key is a valid S3 key, untouched when it already was one.
         let fitted = keys::fit(s);
         assert!(fitted.len() <= keys::MAX_KEY_BYTES, "fit({s:?}) is {} bytes", fitted.len());

@@ -9,7 +9,7 @@
 use std::sync::LazyLock;
 
 use libfuzzer_sys::fuzz_target;
-use renditions::settings::{RenditionSpec, WatermarkSource};
+use renditions::{RenditionSpec, WatermarkSource};
 use renditions::{Pipeline, PipelineConfig};
 
 static PIPELINE: LazyLock<Pipeline> = LazyLock::new(|| {

@@ -178,7 +178,8 @@ def markdown(doc: dict, chart_files: list[str]) -> str:
     L = []
     L.append("# renditions-lambda load test\n")
     L.append(f"{doc['started_utc']} · binary `{cfg['bin']}` · S3/SQS: **{doc['backend']['kind']}** "
-             f"({doc['notifications']}) · {cfg['n']} uploads per step (profile `{cfg['profile']}`) · "
+             f"({doc['notifications']}) · {cfg['n']} uploads per step (profile `{cfg['profile']}`, photos: "
+             f"{cfg.get('photos_source') or cfg.get('photos')}) · "
              f"batch size {cfg['batch_size']}, batching window {cfg['window_s']} s, visibility timeout "
              f"{cfg['visibility_timeout_s']} s · memory setting {cfg['memory_mb']} MB · "
              f"upload rate {cfg['rate'] or 'unlimited'} /s with {cfg['upload_threads']} threads\n")

@@ -3,12 +3,12 @@
 //! ends the process), then the Lambda runtime loop. The work lives in `renditions::function` and `renditions::handler`.
 
 use lambda_runtime::{LambdaEvent, service_fn};
-use renditions::function::{App, report_init_error};
+use renditions::{App, report_init_error};
 use serde_json::Value;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    renditions::telemetry::init_logging()?;
+    renditions::init_logging()?;
     let app = match App::from_env().await {
         Ok(app) => app,
         Err(e) => {

@@ -15,11 +15,10 @@ mod s3;
 mod telemetry;
 
 #[cfg(feature = "lambda")]
-pub use function::{Concurrency, LambdaSettings};
-pub use parse::{parse_bool, parse_colour, parse_fraction, parse_u64};
+pub use function::LambdaSettings;
 pub use pipeline::{
-    Anchor, DEFAULT_RENDITIONS, Encoding, Fit, JpegSettings, MAX_BOX_SIDE, OutputFormat,
-    PipelineConfig, RenditionSpec, WatermarkSource, WatermarkSpec,
+    Anchor, DEFAULT_RENDITIONS, Encoding, Fit, JpegSettings, OutputFormat, PipelineConfig,
+    RenditionSpec, WatermarkSource, WatermarkSpec,
 };
 pub use s3::S3Settings;
 pub use telemetry::{LogConfig, LogFormat, xray_daemon_address};

@@ -74,7 +74,7 @@ use std::fmt;
 pub use crate::settings::{LogConfig, LogFormat};
 pub use logging::build_subscriber;
 pub use metrics::Metrics;
-pub use xray::{MAX_DATAGRAM_BYTES, TraceContext, UdpSender, XrayHandle, XrayLayer};
+pub use xray::{TraceContext, UdpSender, XrayHandle, XrayLayer};
 
 /// Why telemetry could not be installed.
 #[derive(Debug)]

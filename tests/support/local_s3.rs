@@ -203,8 +203,7 @@ impl LocalS3 {
     /// SDK configuration for this server: fixed credentials, region, endpoint and the
     /// function's retry and timeout settings.
     pub fn sdk_config(&self) -> SdkConfig {
-        let (retry, timeout) =
-            renditions::store::sdk_retry_timeouts(&renditions::settings::S3Settings::default());
+        let (retry, timeout) = renditions::sdk_retry_timeouts(&renditions::S3Settings::default());
         SdkConfig::builder()
             .behavior_version(BehaviorVersion::latest())
             .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
@@ -223,7 +222,7 @@ impl LocalS3 {
 
     /// A path-style S3 client for this server.
     pub fn client(&self) -> aws_sdk_s3::Client {
-        renditions::store::S3Store::new(&self.sdk_config(), true)
+        renditions::S3Store::new(&self.sdk_config(), true)
             .client()
             .clone()
     }

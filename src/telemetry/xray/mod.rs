@@ -19,7 +19,6 @@ mod sender;
 mod stages;
 pub(crate) mod trace_header;
 
-pub use document::MAX_DATAGRAM_BYTES;
 use document::{Subsegment, SubsegmentVisitor};
 pub use sender::UdpSender;
 pub(crate) use stages::emit_stage_spans;
@@ -312,11 +311,6 @@ pub fn set_invocation(ctx: Option<TraceContext>) {
     if let Some(handle) = GLOBAL.get() {
         handle.set_invocation(ctx);
     }
-}
-
-/// Documents dropped by the globally installed layer (0 before `init_logging`).
-pub fn dropped() -> u64 {
-    GLOBAL.get().map_or(0, XrayHandle::dropped)
 }
 
 #[cfg(test)]
