@@ -27,7 +27,7 @@ use renditions::S3Store;
 use renditions::event::keys::encode_key;
 use renditions::{LogConfig, LogFormat, Metrics, init_logging_with};
 use renditions::{Outcome, Report};
-use renditions::{Pipeline, PipelineConfig};
+use renditions::{Pipeline, PipelineConfig, setting_env};
 use serde_json::{Value, json};
 
 const SOURCE_BUCKET: &str = "uploads";
@@ -56,7 +56,7 @@ fn main() -> ExitCode {
 
 async fn run() -> Result<(), Box<dyn Error>> {
     // Warnings and errors only (the rejected sample logs its ERROR line); RUST_LOG overrides.
-    let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into());
+    let filter = setting_env("RUST_LOG").unwrap_or_else(|| "warn".into());
     let _ = init_logging_with(
         LogConfig {
             format: LogFormat::Text,
@@ -66,10 +66,10 @@ async fn run() -> Result<(), Box<dyn Error>> {
         None,
     );
 
-    let out = PathBuf::from(std::env::var("DEMO_OUT").unwrap_or_else(|_| "demo-out".into()));
+    let out = PathBuf::from(setting_env("DEMO_OUT").unwrap_or_else(|| "demo-out".into()));
     let samples_dir = PathBuf::from(
-        std::env::var("DEMO_SAMPLES")
-            .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/assets/samples").into()),
+        setting_env("DEMO_SAMPLES")
+            .unwrap_or_else(|| concat!(env!("CARGO_MANIFEST_DIR"), "/assets/samples").into()),
     );
     let s3_root = out.join("s3");
     if s3_root.exists() {
@@ -206,7 +206,7 @@ fn build_handler(server: &LocalS3) -> Result<Handler<S3Store>, Box<dyn Error>> {
         ("SOURCE_BUCKETS", SOURCE_BUCKET),
     ];
     let get = |k: &str| {
-        std::env::var(k).ok().or_else(|| {
+        setting_env(k).or_else(|| {
             defaults
                 .iter()
                 .find(|(name, _)| *name == k)

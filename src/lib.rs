@@ -52,6 +52,8 @@ pub use pipeline::{
     Format, Limits, Pipeline, RenderOutput, Rendition, Stage, StageSpan, StageTimings,
 };
 pub use reject::{RejectKind, Rejection};
+/// Reads one setting from the process environment (only names in [`SETTINGS`]).
+pub use settings::env as setting_env;
 pub use settings::{
     Anchor, ConfigError, Encoding, Fit, JpegSettings, OutputFormat, PipelineConfig, RenditionSpec,
     S3Settings, SETTINGS, Scope, Setting, WatermarkSource, WatermarkSpec,
