@@ -316,7 +316,7 @@ fn describe(outcome: &Outcome) -> String {
         Outcome::Rejected { kind, reason, .. } | Outcome::Unreadable { kind, reason, .. } => {
             format!("{kind}: {reason}")
         }
-        Outcome::Skipped(r) | Outcome::Failed(r) => r.clone(),
+        Outcome::Skipped(r) | Outcome::Failed(r) | Outcome::Internal(r) => r.clone(),
         Outcome::Rendered(_) => String::new(),
     }
 }

@@ -12,7 +12,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::pipeline::{Pipeline, RenderOutput};
+use crate::pipeline::{Pipeline, RenderError, RenderOutput};
 use crate::reject::Rejection;
 use crate::settings::{self, ConfigError, PipelineConfig};
 
@@ -204,7 +204,9 @@ fn render_file(pipeline: &Pipeline, file: &Path, out: &Path) -> FileResult {
     };
     let output = match pipeline.render(&data) {
         Ok(o) => o,
-        Err(r) => return FileResult::Rejected(r),
+        Err(RenderError::Rejected(r)) => return FileResult::Rejected(r),
+        // Not the file's fault: say so (the exit status still says not everything rendered).
+        Err(e @ RenderError::Internal { .. }) => return FileResult::Failed(e.to_string()),
     };
     let stem = file
         .file_stem()

@@ -153,6 +153,7 @@ impl App {
                     rejected = report.count("rejected") + report.count("unreadable"),
                     skipped = report.count("skipped"),
                     failed = report.count("failed"),
+                    internal = report.count("internal"),
                     malformed = report.malformed.len(),
                     ignored = report.ignored,
                     batch_item_failures = report.batch_item_failures().len(),

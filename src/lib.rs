@@ -49,7 +49,7 @@ mod telemetry;
 pub use bitmap::{Bitmap, Channels};
 pub use cli::run as run_cli;
 pub use pipeline::{
-    Format, Limits, Pipeline, RenderOutput, Rendition, Stage, StageSpan, StageTimings,
+    Format, Limits, Pipeline, RenderError, RenderOutput, Rendition, Stage, StageSpan, StageTimings,
 };
 pub use reject::{RejectKind, Rejection};
 /// Reads one setting from the process environment (only names in [`SETTINGS`]).

@@ -51,7 +51,8 @@ fn hostile_config() -> PipelineConfig {
 enum Expect {
     /// Rendered; optionally with these stored dimensions.
     Ok(Option<(u32, u32)>),
-    Err(RejectKind),
+    /// Rejected with this kind, and a reason that contains this text.
+    Err(RejectKind, &'static str),
 }
 use Expect::{Err as Rejected, Ok as Rendered};
 
@@ -139,125 +140,134 @@ fn cases() -> Vec<Case> {
         case("16-bit gray+alpha PNG", png16(64, 48, true), OK),
         case("16-bit RGB TIFF", tiff16(64, 48), OK),
         // Not images at all.
-        case("zero bytes", Vec::new(), Rejected(Empty)),
+        case("zero bytes", Vec::new(), Rejected(Empty, "empty (0 bytes)")),
         case(
             "text named .jpg",
             b"hello, this is not a photo\n".to_vec(),
-            Rejected(Unsupported),
+            Rejected(Unsupported, "the content is text"),
         ),
         case(
             "HTML named .jpg",
             b"<!DOCTYPE html><html><body><img src=x onerror=alert(1)></body></html>".to_vec(),
-            Rejected(Unsupported),
+            Rejected(Unsupported, "the content is HTML"),
         ),
         case(
             "JPEG magic only",
             vec![0xFF, 0xD8, 0xFF],
-            Rejected(Truncated),
+            Rejected(Truncated, "JPEG ends inside its header"),
         ),
         // Truncated real photos.
         case(
             "chelsea.jpg cut at 10%",
             prefix(&jpg, 10),
-            Rejected(Truncated),
+            Rejected(
+                Truncated,
+                "JPEG data ends before the image does (Premature end of JPEG file)",
+            ),
         ),
         case(
             "chelsea.jpg cut at 50%",
             prefix(&jpg, 50),
-            Rejected(Truncated),
+            Rejected(
+                Truncated,
+                "JPEG data ends before the image does (Premature end of JPEG file)",
+            ),
         ),
         case(
             "chelsea.jpg cut at 90%",
             prefix(&jpg, 90),
-            Rejected(Truncated),
+            Rejected(
+                Truncated,
+                "JPEG data ends before the image does (Premature end of JPEG file)",
+            ),
         ),
         case(
             "chelsea.png cut at 10%",
             prefix(&png, 10),
-            Rejected(Truncated),
+            Rejected(Truncated, "PNG data ends before the image does"),
         ),
         case(
             "chelsea.png cut at 50%",
             prefix(&png, 50),
-            Rejected(Truncated),
+            Rejected(Truncated, "PNG data ends before the image does"),
         ),
         case(
             "chelsea.png cut at 90%",
             prefix(&png, 90),
-            Rejected(Truncated),
+            Rejected(Truncated, "PNG data ends before the image does"),
         ),
         case(
             "chelsea.webp cut at 10%",
             prefix(&webp, 10),
-            Rejected(Truncated),
+            Rejected(Truncated, "WebP data ends before the image does"),
         ),
         case(
             "chelsea.webp cut at 50%",
             prefix(&webp, 50),
-            Rejected(Truncated),
+            Rejected(Truncated, "WebP data ends before the image does"),
         ),
         case(
             "chelsea.webp cut at 90%",
             prefix(&webp, 90),
-            Rejected(Truncated),
+            Rejected(Truncated, "WebP data ends before the image does"),
         ),
         // Corrupt data behind valid headers.
         case(
             "JPEG with corrupt entropy data",
             jpeg_corrupt_entropy(&jpg),
-            Rejected(Corrupt),
+            Rejected(Corrupt, "interrupted by a marker"),
         ),
         case(
             "PNG with a bad zlib stream",
             png_bad_zlib(&png),
-            Rejected(Corrupt),
+            Rejected(Corrupt, "Corrupt deflate stream"),
         ),
         // Absurd declared dimensions.
         case(
             "JPEG declaring 65500x65500",
             jpeg_dims(&jpg, 65500, 65500),
-            Rejected(TooLarge),
+            Rejected(TooLarge, "declares 65500x65500"),
         ),
         case(
             "PNG declaring 1000000x1000000",
             png_zero_bomb(1_000_000, 1_000_000, 1),
-            Rejected(TooLarge),
+            Rejected(TooLarge, "declares 1000000x1000000"),
         ),
         case(
             "PNG 1000000x1000000 header, no IDAT",
             png_zero_bomb(1_000_000, 1_000_000, 0),
-            Rejected(Corrupt),
+            Rejected(Corrupt, "IDAT or fdAT chunk is missing"),
         ),
         case(
             "GIF screen 65535x65535, 1x1 frame",
             gif_screen(65535, 65535),
-            Rejected(TooLarge),
+            Rejected(TooLarge, "declares 65535x65535"),
         ),
         case(
             "GIF screen 10000x10000, 1x1 frame",
             gif_screen(10000, 10000),
-            Rejected(TooLarge),
+            Rejected(TooLarge, "over the memory budget"),
         ),
         case(
             "WebP declaring 16384x16384",
             webp_dims(&webp_lossless_1x1(), 16384, 16384),
-            Rejected(TooLarge),
+            Rejected(TooLarge, "declares 16384x16384"),
         ),
         case(
             "animated WebP, 10000x10000 canvas",
             webp_animated_canvas(10000, 10000),
-            Rejected(TooLarge),
+            Rejected(TooLarge, "over the memory budget"),
         ),
         // Decompression bombs.
         case(
             "PNG bomb 20000x20000 gray (400 MP)",
             png_zero_bomb(20000, 20000, usize::MAX),
-            Rejected(TooLarge),
+            Rejected(TooLarge, "declares 20000x20000"),
         ),
         case(
             "PNG bomb 9000x9000 gray (81 MP)",
             png_zero_bomb(9000, 9000, usize::MAX),
-            Rejected(TooLarge),
+            Rejected(TooLarge, "over the memory budget"),
         ),
         case(
             "PNG bomb 3000x3000 gray (9 MP)",
@@ -267,13 +277,16 @@ fn cases() -> Vec<Case> {
         case(
             "GIF bomb 9000x9000 (81 MP)",
             gif_zero_bomb(9000, 9000),
-            Rejected(TooLarge),
+            Rejected(TooLarge, "over the memory budget"),
         ),
         case("GIF bomb 3000x3000 (9 MP)", gif_zero_bomb(3000, 3000), OK),
         case(
             "progressive JPEG with 5000 scans",
             jpeg_many_scans(2048, 2048, 5000),
-            Rejected(Corrupt),
+            Rejected(
+                Corrupt,
+                "absurd number of scans (refused to bound the decode time) (more than 100 scans)",
+            ),
         ),
         // Metadata segments.
         case(
@@ -335,7 +348,10 @@ fn hostile_child() {
     let pipeline = Pipeline::new(hostile_config()).expect("config");
     let line = match pipeline.render(&data) {
         Ok(out) => format!("ok {}x{}", out.width, out.height),
-        Err(r) => format!("err {} {}", r.kind.as_str(), r.reason.replace('\n', " ")),
+        Err(e) => match e.rejection() {
+            Some(r) => format!("err {} {}", r.kind.as_str(), r.reason.replace('\n', " ")),
+            None => format!("internal {}", e.to_string().replace('\n', " ")),
+        },
     };
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     let hwm_kb: u64 = status
@@ -474,7 +490,9 @@ fn matches(expect: Expect, outcome: &str) -> bool {
     match expect {
         Rendered(None) => outcome.starts_with("ok "),
         Rendered(Some((w, h))) => outcome == format!("ok {w}x{h}"),
-        Rejected(kind) => outcome.starts_with(&format!("err {} ", kind.as_str())),
+        Rejected(kind, reason) => {
+            outcome.starts_with(&format!("err {} ", kind.as_str())) && outcome.contains(reason)
+        }
     }
 }
 

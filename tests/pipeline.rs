@@ -571,7 +571,10 @@ fn watermark_from_text_and_png_bytes() {
 fn kind_of(bytes: &[u8]) -> RejectKind {
     match pipeline("r:64").render(bytes) {
         Ok(_) => panic!("expected a rejection"),
-        Err(r) => {
+        Err(e) => {
+            let r = e
+                .into_rejection()
+                .expect("a rejection, not an internal error");
             assert!(!r.reason.is_empty());
             r.kind
         }
@@ -676,12 +679,19 @@ fn limits_are_configurable() {
             .unwrap()
             .render(&src)
             .unwrap_err()
+            .into_rejection()
+            .unwrap()
             .kind,
         RejectKind::TooLarge
     );
     c.limits.max_input_pixels = 300 * 200;
     c.limits.max_input_bytes = src.len() as u64 - 1;
-    let err = Pipeline::new(c).unwrap().render(&src).unwrap_err();
+    let err = Pipeline::new(c)
+        .unwrap()
+        .render(&src)
+        .unwrap_err()
+        .into_rejection()
+        .unwrap();
     assert_eq!(err.kind, RejectKind::TooLarge);
     assert!(err.reason.contains("bytes"), "{}", err.reason);
 }
@@ -703,7 +713,9 @@ fn memory_budget_refuses_what_does_not_fit() {
     let err = Pipeline::new(c.clone())
         .unwrap()
         .render(&progressive)
-        .unwrap_err();
+        .unwrap_err()
+        .into_rejection()
+        .unwrap();
     assert_eq!(err.kind, RejectKind::TooLarge);
     assert!(err.reason.contains("memory budget"), "{}", err.reason);
     c.limits.max_working_bytes = 64 << 20;
@@ -731,4 +743,16 @@ fn avif_output_is_an_avif_file() {
     let be = |i: usize| u32::from_be_bytes(r.bytes[i..i + 4].try_into().unwrap());
     assert_eq!((be(at + 8), be(at + 12)), (64, 48), "AVIF dimensions");
     assert_eq!((r.width, r.height), (64, 48));
+}
+
+#[test]
+fn a_webp_rendition_over_webps_limit_is_an_init_error_naming_renditions() {
+    let mut c = config("ok:16383,huge:20000x100");
+    c.format = OutputFormat::Webp;
+    let err = Pipeline::new(c.clone()).err().expect("refused at init");
+    assert_eq!(err.setting, "RENDITIONS");
+    assert!(err.problem.contains("huge") && err.problem.contains("16383"), "{err}");
+    // The same boxes are fine for formats without that limit.
+    c.format = OutputFormat::Jpeg;
+    assert!(Pipeline::new(c).is_ok());
 }

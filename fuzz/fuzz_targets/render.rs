@@ -2,15 +2,15 @@
 //! time on parsing and decoding, not on resizing big images. Every path is the real one: sniff,
 //! header probe, decode (libjpeg-turbo, libwebp, the `image` crate), colour, resize, encode.
 //!
-//! A rejection is a fine answer; a panic, an abort, a sanitizer report, a timeout or an
-//! allocation over `-malloc_limit_mb` is a finding.
+//! A rejection is a fine answer; an internal error (a fault of ours on accepted input), a panic,
+//! an abort, a sanitizer report, a timeout or an allocation over `-malloc_limit_mb` is a finding.
 #![no_main]
 
 use std::sync::LazyLock;
 
 use libfuzzer_sys::fuzz_target;
 use renditions::{RenditionSpec, WatermarkSource};
-use renditions::{Pipeline, PipelineConfig};
+use renditions::{Pipeline, PipelineConfig, RenderError};
 
 static PIPELINE: LazyLock<Pipeline> = LazyLock::new(|| {
     let mut config = PipelineConfig::default();
@@ -23,7 +23,11 @@ static PIPELINE: LazyLock<Pipeline> = LazyLock::new(|| {
 });
 
 fuzz_target!(|data: &[u8]| {
-    if let Ok(out) = PIPELINE.render(data) {
+    let rendered = PIPELINE.render(data);
+    if let Err(e @ RenderError::Internal { .. }) = &rendered {
+        panic!("an internal error on fuzzed input: {e}");
+    }
+    if let Ok(out) = rendered {
         // Invariants of a successful render.
         assert!(out.width > 0 && out.height > 0);
         assert_eq!(out.renditions.len(), 2);

@@ -12,6 +12,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 
 use mozjpeg_sys as ffi;
 
+use super::{CodecError, panic_text};
 use crate::reject::{RejectKind, Rejection};
 
 /// Why libjpeg stopped: its message code and formatted text.
@@ -20,17 +21,27 @@ struct LibjpegError {
     message: String,
 }
 
+/// libjpeg's `format_message` as C declares it: it writes the message into `buffer`. (The
+/// binding types `buffer` as `&[u8; 80]`, a shared reference the compiler may assume is never
+/// written; calling it that way let an optimised build read back the zeroed buffer.)
+type FormatMessage =
+    unsafe extern "C-unwind" fn(cinfo: *mut ffi::jpeg_common_struct, buffer: *mut [u8; 80]);
+
 fn format_message(cinfo: &mut ffi::jpeg_common_struct) -> String {
-    // SAFETY: `err` was set by us to a live error manager before any libjpeg call.
+    // SAFETY: `err` was set by us to a live error manager before any libjpeg call. The function
+    // pointer is transmuted only in its parameter types: `&mut T`/`&[u8; 80]` and `*mut T`/
+    // `*mut [u8; 80]` have the same ABI, and C's `format_message(j_common_ptr, char *)` writes at
+    // most JMSG_LENGTH_MAX (80) bytes, NUL included, into the buffer we own and pass mutably.
     unsafe {
         let err = &*cinfo.err;
         let code = err.msg_code;
         match err.format_message {
             Some(fmt) => {
-                let buffer = [0u8; 80];
-                fmt(cinfo, &buffer);
+                let fmt: FormatMessage = std::mem::transmute(fmt);
+                let mut buffer = [0u8; 80];
+                fmt(cinfo, &mut buffer);
                 let end = buffer.iter().position(|&c| c == 0).unwrap_or(buffer.len());
-                String::from_utf8_lossy(&buffer[..end]).into_owned()
+                String::from_utf8_lossy(&buffer[..end]).trim().to_owned()
             }
             None => format!("libjpeg message {code}"),
         }
@@ -90,8 +101,8 @@ extern "C-unwind" fn progress_monitor(cinfo: &mut ffi::jpeg_common_struct) {
     };
     if scans > MAX_SCANS {
         resume_unwind(Box::new(LibjpegError {
-            code: -1,
-            message: format!("the file has more than {MAX_SCANS} scans"),
+            code: SCAN_LIMIT_CODE,
+            message: format!("more than {MAX_SCANS} scans"),
         }));
     }
 }
@@ -108,37 +119,73 @@ fn error_manager() -> Box<ffi::jpeg_error_mgr> {
     }
 }
 
+/// A libjpeg stop as a rejection whose reason says what is wrong in words, with libjpeg's own
+/// text in brackets. Which warnings stop a decode at all is decided in `emit_message` (see the
+/// table in docs/hostile-inputs.md).
 fn classify(e: LibjpegError) -> Rejection {
-    let kind = match e.code {
-        // A truncated file makes the memory source insert a fake EOI after JWRN_JPEG_EOF; a real
-        // marker inside the entropy data (JWRN_HIT_MARKER) means the data is corrupt.
-        ffi::JWRN_JPEG_EOF | ffi::JERR_INPUT_EOF | ffi::JERR_INPUT_EMPTY => RejectKind::Truncated,
+    let text = e.message.as_str();
+    let (kind, what) = match e.code {
+        // A truncated file makes the memory source insert a fake EOI after JWRN_JPEG_EOF.
+        ffi::JWRN_JPEG_EOF | ffi::JERR_INPUT_EOF | ffi::JERR_INPUT_EMPTY => (
+            RejectKind::Truncated,
+            "JPEG data ends before the image does",
+        ),
+        // A marker inside entropy-coded data: the scan's data is cut short or damaged.
+        ffi::JWRN_HIT_MARKER => (
+            RejectKind::Corrupt,
+            "JPEG image data is interrupted by a marker (a damaged or cut scan)",
+        ),
+        ffi::JWRN_HUFF_BAD_CODE => (
+            RejectKind::Corrupt,
+            "JPEG image data is corrupt (an invalid entropy code)",
+        ),
+        ffi::JWRN_MUST_RESYNC => (
+            RejectKind::Corrupt,
+            "JPEG image data is corrupt (a restart marker is missing or out of order)",
+        ),
+        ffi::JWRN_NOT_SEQUENTIAL | ffi::JWRN_BOGUS_PROGRESSION => (
+            RejectKind::Corrupt,
+            "JPEG scans are inconsistent (invalid progressive or sequential scan parameters)",
+        ),
         ffi::JERR_OUT_OF_MEMORY
         | ffi::JERR_NO_BACKING_STORE
         | ffi::JERR_IMAGE_TOO_BIG
-        | ffi::JERR_WIDTH_OVERFLOW => RejectKind::TooLarge,
-        ffi::JERR_ARITH_NOTIMPL | ffi::JERR_NOT_COMPILED | ffi::JERR_BAD_PRECISION => {
-            RejectKind::Unsupported
-        }
-        _ => RejectKind::Corrupt,
-    };
-    let reason = match kind {
-        RejectKind::TooLarge => format!(
-            "JPEG needs more memory than the budget allows ({})",
-            e.message
+        | ffi::JERR_WIDTH_OVERFLOW => (
+            RejectKind::TooLarge,
+            "JPEG needs more memory to decode than the budget allows",
         ),
-        _ => format!("JPEG decoder: {}", e.message),
+        ffi::JERR_ARITH_NOTIMPL | ffi::JERR_NOT_COMPILED | ffi::JERR_BAD_PRECISION => (
+            RejectKind::Unsupported,
+            "JPEG uses a coding feature this decoder does not support",
+        ),
+        SCAN_LIMIT_CODE => (
+            RejectKind::Corrupt,
+            "JPEG has an absurd number of scans (refused to bound the decode time)",
+        ),
+        _ => (RejectKind::Corrupt, "JPEG data is corrupt"),
+    };
+    let reason = if text.is_empty() {
+        what.to_owned()
+    } else {
+        format!("{what} ({text})")
     };
     Rejection::new(kind, reason)
 }
 
-fn caught<T>(f: impl FnOnce() -> Result<T, Rejection>) -> Result<T, Rejection> {
+/// Our own code for "more than [`MAX_SCANS`] scans" (libjpeg's codes are all ≥ 0).
+const SCAN_LIMIT_CODE: c_int = -1;
+
+/// Runs a libjpeg call sequence: libjpeg's errors (unwound from `error_exit`) become
+/// rejections; any other panic is a fault of ours or of the library, not the upload's.
+fn caught<T>(f: impl FnOnce() -> Result<T, Rejection>) -> Result<T, CodecError> {
     match catch_unwind(AssertUnwindSafe(f)) {
-        Ok(r) => r,
+        Ok(r) => r.map_err(CodecError::Input),
         Err(payload) => match payload.downcast::<LibjpegError>() {
-            Ok(e) => Err(classify(*e)),
-            // A real bug (not libjpeg): keep the process alive, report it as corrupt input.
-            Err(_) => Err(Rejection::corrupt("JPEG decoder failed unexpectedly")),
+            Ok(e) => Err(CodecError::Input(classify(*e))),
+            Err(other) => Err(CodecError::internal(
+                "JPEG decoder",
+                format!("panicked: {}", panic_text(&*other)),
+            )),
         },
     }
 }
@@ -198,7 +245,7 @@ impl Drop for Decompress {
 
 /// Decodes `data` at `scale_num`/8 of its size (1..=8), as RGB or (for CMYK/YCCK files) CMYK.
 /// libjpeg's own allocations are capped at `memory_budget` bytes; past it the decode is refused.
-pub fn decode(data: &[u8], scale_num: u8, memory_budget: u64) -> Result<DecodedJpeg, Rejection> {
+pub fn decode(data: &[u8], scale_num: u8, memory_budget: u64) -> Result<DecodedJpeg, CodecError> {
     caught(|| {
         let mut d = Decompress::new();
         let c = &mut *d.cinfo;
@@ -247,7 +294,9 @@ pub fn decode(data: &[u8], scale_num: u8, memory_budget: u64) -> Result<DecodedJ
                 }
                 let got = ffi::jpeg_read_scanlines(c, ptrs.as_mut_ptr(), rows_left as u32);
                 if got == 0 {
-                    return Err(Rejection::truncated("JPEG data ended before the last row"));
+                    return Err(Rejection::truncated(
+                        "JPEG data ends before the last row of the image",
+                    ));
                 }
             }
             ffi::jpeg_finish_decompress(c);
@@ -296,7 +345,7 @@ pub fn encode_rgb(
     rgb: &[u8],
     quality: u8,
     progressive: bool,
-) -> Result<Vec<u8>, String> {
+) -> Result<Vec<u8>, CodecError> {
     encode_rgb_with(width, height, rgb, quality, progressive, Chroma::Subsampled)
 }
 
@@ -308,9 +357,12 @@ pub fn encode_rgb_with(
     quality: u8,
     progressive: bool,
     chroma: Chroma,
-) -> Result<Vec<u8>, String> {
+) -> Result<Vec<u8>, CodecError> {
     if rgb.len() != width as usize * height as usize * 3 || width == 0 || height == 0 {
-        return Err(format!("bad RGB buffer for {width}x{height}"));
+        return Err(CodecError::internal(
+            "JPEG encoder",
+            format!("bad RGB buffer for {width}x{height}"),
+        ));
     }
     let r = catch_unwind(AssertUnwindSafe(|| {
         let mut err = error_manager();
@@ -368,8 +420,10 @@ pub fn encode_rgb_with(
         }
     }));
     r.map_err(|payload| match payload.downcast::<LibjpegError>() {
-        Ok(e) => format!("JPEG encoder: {}", e.message),
-        Err(_) => "JPEG encoder failed unexpectedly".to_string(),
+        Ok(e) => CodecError::internal("JPEG encoder", e.message),
+        Err(other) => {
+            CodecError::internal("JPEG encoder", format!("panicked: {}", panic_text(&*other)))
+        }
     })
 }
 

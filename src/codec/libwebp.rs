@@ -6,6 +6,7 @@ use std::ffi::c_int;
 
 use libwebp_sys as ffi;
 
+use super::CodecError;
 use crate::codec::exif::{self, Orientation};
 use crate::reject::Rejection;
 
@@ -186,22 +187,25 @@ pub fn encode(
     pixels: &[u8],
     alpha: bool,
     quality: u8,
-) -> Result<Vec<u8>, String> {
+) -> Result<Vec<u8>, CodecError> {
     let n = if alpha { 4 } else { 3 };
     if pixels.len() != width as usize * height as usize * n {
-        return Err(format!("bad pixel buffer for {width}x{height}"));
+        return Err(CodecError::internal(
+            "WebP encoder",
+            format!("bad pixel buffer for {width}x{height}"),
+        ));
     }
     let config = ffi::WebPConfig::new_with_preset(
         ffi::WebPPreset::WEBP_PRESET_PHOTO,
         f32::from(quality.min(100)),
     )
-    .map_err(|_| "libwebp config init failed".to_string())?;
+    .map_err(|_| CodecError::internal("WebP encoder", "libwebp config init failed"))?;
     let mut config = config;
     config.method = 4;
     // SAFETY: picture and writer are initialised by libwebp, freed on every path below.
     unsafe {
-        let mut pic =
-            ffi::WebPPicture::new().map_err(|_| "libwebp picture init failed".to_string())?;
+        let mut pic = ffi::WebPPicture::new()
+            .map_err(|_| CodecError::internal("WebP encoder", "libwebp picture init failed"))?;
         pic.width = width as c_int;
         pic.height = height as c_int;
         pic.use_argb = 0;
@@ -213,7 +217,10 @@ pub fn encode(
         };
         if imported == 0 {
             ffi::WebPPictureFree(&mut pic);
-            return Err("libwebp could not import the picture".into());
+            return Err(CodecError::internal(
+                "WebP encoder",
+                "libwebp could not import the picture",
+            ));
         }
         let mut writer: ffi::WebPMemoryWriter = std::mem::zeroed();
         ffi::WebPMemoryWriterInit(&mut writer);
@@ -221,7 +228,10 @@ pub fn encode(
         pic.custom_ptr = (&mut writer as *mut ffi::WebPMemoryWriter).cast();
         let ok = ffi::WebPEncode(&config, &mut pic);
         let result = if ok == 0 {
-            Err(format!("libwebp encode failed ({:?})", pic.error_code))
+            Err(CodecError::internal(
+                "WebP encoder",
+                format!("libwebp encode failed ({:?})", pic.error_code),
+            ))
         } else {
             Ok(std::slice::from_raw_parts(writer.mem, writer.size).to_vec())
         };

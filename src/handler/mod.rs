@@ -211,7 +211,7 @@ impl<S: ObjectStore> Handler<S> {
         };
         span.record("outcome", outcome.name());
         match &outcome {
-            Outcome::Failed(reason) => {
+            Outcome::Failed(reason) | Outcome::Internal(reason) => {
                 span.record("fault", true);
                 span.record("exception.message", reason.as_str());
             }

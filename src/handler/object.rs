@@ -12,7 +12,7 @@ use super::Handler;
 use super::outcome::{Outcome, Rendered, Written};
 use crate::event::ObjectRef;
 use crate::event::keys;
-use crate::pipeline::RenderOutput;
+use crate::pipeline::{RenderError, RenderOutput};
 use crate::reject::Rejection;
 use crate::store::{Fetched, GetRequest, ObjectStore, PutRequest, StoreError};
 use crate::telemetry::{Metrics, xray};
@@ -122,9 +122,11 @@ impl<S: ObjectStore> Handler<S> {
         let (render_start, rendered) = match joined {
             Ok(r) => r,
             Err(e) => {
-                let reason = format!("the renderer panicked: {e}");
-                error!(bucket = %object.bucket, key = %object.key, reason = %reason, "render failed");
-                return Err(Outcome::Failed(reason));
+                return Err(internal(
+                    object,
+                    format!("the renderer panicked: {e}"),
+                    metrics,
+                ));
             }
         };
         match rendered {
@@ -136,12 +138,13 @@ impl<S: ObjectStore> Handler<S> {
                 span.record("renditions", out.renditions.len());
                 Ok(out)
             }
-            Err(rejection) => {
+            Err(RenderError::Rejected(rejection)) => {
                 let kind = rejection.kind.as_str();
                 Err(self
                     .reject(object, etag, kind, rejection.reason, metrics)
                     .await)
             }
+            Err(e @ RenderError::Internal { .. }) => Err(internal(object, e.to_string(), metrics)),
         }
     }
 
@@ -272,4 +275,17 @@ impl<S: ObjectStore> Handler<S> {
         }
         meta
     }
+}
+
+/// A fault of ours: logged at ERROR as such, counted under `InternalErrors`, retried (no
+/// rejection report: the upload is not to blame).
+fn internal(object: &ObjectRef, reason: String, metrics: &Metrics) -> Outcome {
+    error!(
+        bucket = %object.bucket,
+        key = %object.key,
+        reason = %reason,
+        "internal error: not the upload's fault; the record will be retried"
+    );
+    metrics.internal_error();
+    Outcome::Internal(reason)
 }

@@ -60,6 +60,9 @@ pub enum Outcome {
     Skipped(String),
     /// Transient failure (S3 5xx, throttling, timeouts, deadline): retry.
     Failed(String),
+    /// A fault of ours (or of a codec library) on an image we accepted: retried like a transient
+    /// failure, never reported as a rejection, never blamed on the upload.
+    Internal(String),
 }
 
 impl Outcome {
@@ -71,6 +74,7 @@ impl Outcome {
             Outcome::Unreadable { .. } => "unreadable",
             Outcome::Skipped(_) => "skipped",
             Outcome::Failed(_) => "failed",
+            Outcome::Internal(_) => "internal",
         }
     }
 }
@@ -105,7 +109,7 @@ impl Report {
             || self.objects.iter().any(|o| {
                 o.message == i
                     && match &o.outcome {
-                        Outcome::Failed(_) => true,
+                        Outcome::Failed(_) | Outcome::Internal(_) => true,
                         Outcome::Unreadable { .. } => self.trigger == Trigger::Sqs,
                         _ => false,
                     }
@@ -129,6 +133,10 @@ impl Report {
             .collect();
         out.extend(self.objects.iter().filter_map(|o| match &o.outcome {
             Outcome::Failed(r) => Some(format!("s3://{}/{}: {r}", o.object.bucket, o.object.key)),
+            Outcome::Internal(r) => Some(format!(
+                "s3://{}/{}: internal error: {r}",
+                o.object.bucket, o.object.key
+            )),
             _ => None,
         }));
         out
@@ -151,6 +159,7 @@ impl Report {
             "unreadable": self.count("unreadable"),
             "skipped": self.count("skipped"),
             "failed": self.count("failed"),
+            "internal": self.count("internal"),
             "ignored": self.ignored,
         })
     }

@@ -52,6 +52,81 @@ fn handler() -> Handler<MemoryStore> {
     handler_with(&[])
 }
 
+/// A handler whose pipeline fails every render in the encode stage, as a bug of ours would.
+fn handler_with_internal_fault() -> Handler<MemoryStore> {
+    let h = handler();
+    let pipeline = Pipeline::new(h.pipeline.config().clone())
+        .unwrap()
+        .with_internal_fault(crate::pipeline::Stage::Encode);
+    Handler::new(
+        Arc::new(MemoryStore::new()),
+        Arc::new(pipeline),
+        Arc::clone(&h.settings),
+    )
+}
+
+/// What every trigger must do with an internal error: retry it (a function error, or a batch
+/// item failure), count it under `InternalErrors`, write no rejection report and no rendition.
+fn assert_internal_error_is_retried(h: &Handler<MemoryStore>, report: &Report, metrics: &Metrics) {
+    assert_eq!(report.count("internal"), 1, "{report:#?}");
+    assert_eq!(report.count("rejected"), 0);
+    assert!(
+        h.store().keys(DEST).is_empty(),
+        "{:?}",
+        h.store().keys(DEST)
+    );
+    let lines = metrics.lines_at("Renditions", "f", 0);
+    let first: Value = serde_json::from_str(&lines[0]).unwrap();
+    assert_eq!(first["InternalErrors"], 1, "{first}");
+    assert_eq!(first["ImagesRejected"], 0, "{first}");
+}
+
+#[tokio::test]
+async fn internal_errors_are_retried_never_reported_for_direct_s3_events() {
+    let h = handler_with_internal_fault();
+    h.store().insert(SRC, "cat.png", png(32, 32));
+    let (report, metrics) = run(&h, &s3_event(&["cat.png"])).await;
+    assert_internal_error_is_retried(&h, &report, &metrics);
+    let err = report.response().unwrap_err();
+    assert_eq!(err.error_type, "Renditions.RetryableFailure");
+    assert!(err.message.contains("internal error"), "{}", err.message);
+    assert!(err.message.contains("encode"), "{}", err.message);
+}
+
+#[tokio::test]
+async fn internal_errors_are_batch_item_failures_for_sqs() {
+    let h = handler_with_internal_fault();
+    h.store().insert(SRC, "cat.png", png(32, 32));
+    let event = sqs_event(&[("m-1", s3_event(&["cat.png"]))]);
+    let (report, metrics) = run(&h, &event).await;
+    assert_internal_error_is_retried(&h, &report, &metrics);
+    assert_eq!(
+        report.response().unwrap(),
+        json!({"batchItemFailures": [{"itemIdentifier": "m-1"}]})
+    );
+}
+
+#[tokio::test]
+async fn internal_errors_are_retried_for_eventbridge() {
+    let h = handler_with_internal_fault();
+    h.store().insert(SRC, "cat.png", png(32, 32));
+    let event = json!({
+        "version": "0",
+        "id": "e-1",
+        "detail-type": "Object Created",
+        "source": "aws.s3",
+        "account": "123456789012",
+        "time": "2026-01-01T00:00:00Z",
+        "region": "us-east-1",
+        "resources": [format!("arn:aws:s3:::{SRC}")],
+        "detail": {"version": "0", "bucket": {"name": SRC}, "object": {"key": "cat.png", "size": 1}}
+    });
+    let (report, metrics) = run(&h, &event).await;
+    assert_eq!(report.trigger, Trigger::EventBridge);
+    assert_internal_error_is_retried(&h, &report, &metrics);
+    assert!(report.response().is_err());
+}
+
 fn record(bucket: &str, key: &str) -> Value {
     json!({
         "eventVersion": "2.1",

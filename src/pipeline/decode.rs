@@ -11,6 +11,7 @@ use std::io::Cursor;
 use image::{ColorType, ImageDecoder, ImageError};
 
 use crate::bitmap::{Bitmap, Channels};
+use crate::codec::CodecError;
 use crate::codec::exif::Orientation;
 use crate::codec::{jpeg_markers, libjpeg, libwebp};
 use crate::pipeline::sniff::Format;
@@ -236,7 +237,7 @@ impl Probe<'_> {
 
     /// Decodes at a size of at least `min_scale` of the stored size (JPEG and WebP decode
     /// smaller when allowed; other formats always decode at full size). Returns the pixels.
-    pub fn decode(self, min_scale: f64, memory_budget: u64) -> Result<Pixels, Rejection> {
+    pub fn decode(self, min_scale: f64, memory_budget: u64) -> Result<Pixels, CodecError> {
         let format = self.format;
         match self.source {
             Source::Jpeg { data, header } => {
@@ -245,7 +246,7 @@ impl Probe<'_> {
                 Ok(match d.pixels {
                     libjpeg::JpegPixels::Rgb => Pixels::Bitmap(
                         Bitmap::from_raw(d.width, d.height, Channels::Rgb, d.data).ok_or_else(
-                            || Rejection::corrupt("JPEG decoder returned a short buffer"),
+                            || CodecError::internal("JPEG decoder", "returned a short buffer"),
                         )?,
                     ),
                     libjpeg::JpegPixels::Cmyk => Pixels::Cmyk {
@@ -261,7 +262,12 @@ impl Probe<'_> {
                     let (w, h, px) = libwebp::decode_first_frame(data)?;
                     return Bitmap::from_raw(w, h, Channels::Rgba, px)
                         .map(Pixels::Bitmap)
-                        .ok_or_else(|| Rejection::corrupt("WebP frame has the wrong size"));
+                        .ok_or_else(|| {
+                            CodecError::internal(
+                                "WebP decoder",
+                                "returned a frame of the wrong size",
+                            )
+                        });
                 }
                 let k = webp_shrink(min_scale);
                 let (w, h) = (header.width.div_ceil(k), header.height.div_ceil(k));
@@ -274,15 +280,16 @@ impl Probe<'_> {
                 if bytes > memory_budget {
                     return Err(Rejection::too_large(format!(
                         "WebP decoded at {w}x{h} needs {bytes} bytes, over the budget of {memory_budget}"
-                    )));
+                    ))
+                    .into());
                 }
                 let px = libwebp::decode_still(data, header.has_alpha, w, h)?;
                 Bitmap::from_raw(w, h, channels, px)
                     .map(Pixels::Bitmap)
-                    .ok_or_else(|| Rejection::corrupt("WebP decoder returned a short buffer"))
+                    .ok_or_else(|| CodecError::internal("WebP decoder", "returned a short buffer"))
             }
             Source::Image(decoder) => {
-                decode_with_image(format, decoder, memory_budget).map(Pixels::Bitmap)
+                Ok(decode_with_image(format, decoder, memory_budget).map(Pixels::Bitmap)?)
             }
         }
     }

@@ -3,14 +3,16 @@
 //! EXIF (with GPS), XMP and comments from the upload never reach a rendition.
 
 use crate::bitmap::{Bitmap, Channels};
+use crate::codec::CodecError;
 use crate::settings::{Encoding, PipelineConfig};
 
-/// Encodes one rendition. Errors here are bugs or resource exhaustion, not bad input.
+/// Encodes one rendition. Errors here are bugs or resource exhaustion, not bad input: every one
+/// is a [`CodecError::Internal`].
 pub fn encode(
     bitmap: &Bitmap,
     encoding: Encoding,
     config: &PipelineConfig,
-) -> Result<Vec<u8>, String> {
+) -> Result<Vec<u8>, CodecError> {
     match encoding {
         Encoding::Jpeg => {
             let flat;
@@ -43,7 +45,7 @@ pub fn encode(
             };
             encoder
                 .write_image(&bitmap.data, bitmap.width, bitmap.height, color)
-                .map_err(|e| format!("PNG encoder: {e}"))?;
+                .map_err(|e| CodecError::internal("PNG encoder", e.to_string()))?;
             Ok(out)
         }
         Encoding::Webp => crate::codec::libwebp::encode(
@@ -58,7 +60,7 @@ pub fn encode(
 }
 
 #[cfg(feature = "avif")]
-fn encode_avif(bitmap: &Bitmap, quality: u8) -> Result<Vec<u8>, String> {
+fn encode_avif(bitmap: &Bitmap, quality: u8) -> Result<Vec<u8>, CodecError> {
     let enc = ravif::Encoder::new()
         .with_quality(f32::from(quality))
         .with_speed(10)
@@ -83,10 +85,13 @@ fn encode_avif(bitmap: &Bitmap, quality: u8) -> Result<Vec<u8>, String> {
         }
     };
     out.map(|o| o.avif_file)
-        .map_err(|e| format!("AVIF encoder: {e}"))
+        .map_err(|e| CodecError::internal("AVIF encoder", e.to_string()))
 }
 
 #[cfg(not(feature = "avif"))]
-fn encode_avif(_bitmap: &Bitmap, _quality: u8) -> Result<Vec<u8>, String> {
-    Err("AVIF output needs a build with the `avif` cargo feature".into())
+fn encode_avif(_bitmap: &Bitmap, _quality: u8) -> Result<Vec<u8>, CodecError> {
+    Err(CodecError::internal(
+        "AVIF encoder",
+        "AVIF output needs a build with the `avif` cargo feature",
+    ))
 }

@@ -24,6 +24,7 @@ pub mod watermark;
 use std::time::{Duration, Instant};
 
 use crate::bitmap::{Bitmap, Channels};
+use crate::codec::CodecError;
 use crate::reject::Rejection;
 use crate::settings::{ConfigError, Encoding, Fit, OutputFormat, PipelineConfig};
 use geometry::{Crop, Target};
@@ -31,6 +32,69 @@ pub use limits::Limits;
 pub use sniff::Format;
 use stage::StageClock;
 pub use stage::{Stage, StageSpan, StageTimings};
+
+/// Why [`Pipeline::render`] made no renditions.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RenderError {
+    /// The upload is bad or too large: permanent, reported, never retried.
+    #[error("{0}")]
+    Rejected(Rejection),
+    /// A fault of ours (or of a codec library) on an image we accepted: the upload is not to
+    /// blame, so the function retries it and writes no rejection report.
+    #[error("internal error in the {} stage: {reason}", stage.as_str())]
+    Internal { stage: Stage, reason: String },
+}
+
+impl RenderError {
+    /// The rejection, when the upload was refused.
+    pub fn rejection(&self) -> Option<&Rejection> {
+        match self {
+            RenderError::Rejected(r) => Some(r),
+            RenderError::Internal { .. } => None,
+        }
+    }
+
+    /// [`RenderError::rejection`], by value.
+    pub fn into_rejection(self) -> Option<Rejection> {
+        match self {
+            RenderError::Rejected(r) => Some(r),
+            RenderError::Internal { .. } => None,
+        }
+    }
+
+    /// Names the rendition in an internal error's reason.
+    fn for_rendition(self, name: &str) -> Self {
+        match self {
+            RenderError::Internal { stage, reason } => {
+                RenderError::internal(stage, format!("rendition {name}: {reason}"))
+            }
+            rejected => rejected,
+        }
+    }
+
+    fn internal(stage: Stage, reason: impl Into<String>) -> Self {
+        RenderError::Internal {
+            stage,
+            reason: reason.into(),
+        }
+    }
+
+    /// A codec's error, blamed on the input or on `stage`.
+    fn from_codec(stage: Stage, e: CodecError) -> Self {
+        match e {
+            CodecError::Input(r) => RenderError::Rejected(r),
+            CodecError::Internal { codec, reason } => {
+                RenderError::internal(stage, format!("{codec}: {reason}"))
+            }
+        }
+    }
+}
+
+impl From<Rejection> for RenderError {
+    fn from(r: Rejection) -> Self {
+        RenderError::Rejected(r)
+    }
+}
 
 /// One encoded output.
 #[derive(Debug, Clone)]
@@ -76,7 +140,13 @@ pub struct Pipeline {
     config: PipelineConfig,
     watermark: Option<watermark::Watermark>,
     transforms: colour::TransformCache,
+    /// Unit tests make a render fail in this stage as a fault of ours would.
+    #[cfg(test)]
+    fault: Option<Stage>,
 }
+
+/// WebP's largest width or height (libwebp refuses to encode anything larger).
+const WEBP_MAX_SIDE: u32 = 16_383;
 
 impl Pipeline {
     /// Validates the configuration and prepares the watermark.
@@ -93,12 +163,35 @@ impl Pipeline {
                 "avif output needs the `avif` cargo feature",
             ));
         }
+        if config.format == OutputFormat::Webp
+            && let Some(r) = config
+                .renditions
+                .iter()
+                .find(|r| r.width.max(r.height) > WEBP_MAX_SIDE)
+        {
+            return Err(ConfigError::new(
+                "RENDITIONS",
+                format!(
+                    "rendition `{r}` is larger than WebP's limit of {WEBP_MAX_SIDE} pixels a side \
+                     (OUTPUT_FORMAT=webp): use a smaller box or another format"
+                ),
+            ));
+        }
         let watermark = watermark::Watermark::new(&config.watermark)?;
         Ok(Pipeline {
             config,
             watermark,
             transforms: colour::TransformCache::default(),
+            #[cfg(test)]
+            fault: None,
         })
+    }
+
+    /// Makes every render fail in `stage` with an internal error (unit tests of the callers).
+    #[cfg(test)]
+    pub(crate) fn with_internal_fault(mut self, stage: Stage) -> Self {
+        self.fault = Some(stage);
+        self
     }
 
     pub fn config(&self) -> &PipelineConfig {
@@ -117,9 +210,13 @@ impl Pipeline {
     }
 
     /// Renders one image.
-    pub fn render(&self, data: &[u8]) -> Result<RenderOutput, Rejection> {
+    pub fn render(&self, data: &[u8]) -> Result<RenderOutput, RenderError> {
         let limits = &self.config.limits;
         limits.check_input(data.len())?;
+        #[cfg(test)]
+        if let Some(stage) = self.fault {
+            return Err(RenderError::internal(stage, "injected by a test"));
+        }
         let mut timings = StageTimings::default();
         let mut clock = StageClock::new();
         let mut notes = Vec::new();
@@ -144,7 +241,9 @@ impl Pipeline {
         let detail = probe.detail.clone();
         let icc = probe.icc.clone();
         limits.check_working(format, width, height, probe.working_bytes(min_scale))?;
-        let decoded = probe.decode(min_scale, limits.max_working_bytes)?;
+        let decoded = probe
+            .decode(min_scale, limits.max_working_bytes)
+            .map_err(|e| RenderError::from_codec(Stage::Decode, e))?;
         timings.decode = clock.record(Stage::Decode, None, t);
 
         let t = Instant::now();
@@ -186,7 +285,7 @@ impl Pipeline {
 
             let t = Instant::now();
             let bytes = encode::encode(&bitmap, encoding, &self.config)
-                .map_err(|e| Rejection::too_large(format!("rendition {}: {e}", spec.name)))?;
+                .map_err(|e| RenderError::from_codec(Stage::Encode, e).for_rendition(&spec.name))?;
             let encode_time = clock.record(Stage::Encode, Some(i), t);
             timings.encode += encode_time;
             renditions.push(Rendition {
@@ -227,7 +326,7 @@ impl Pipeline {
         full_h: u32,
         targets: &[Target],
         clock: &mut StageClock,
-    ) -> Result<Vec<(Bitmap, Duration)>, Rejection> {
+    ) -> Result<Vec<(Bitmap, Duration)>, RenderError> {
         let mut order: Vec<usize> = (0..targets.len()).collect();
         order.sort_by_key(|&i| {
             std::cmp::Reverse(u64::from(targets[i].width) * u64::from(targets[i].height))
@@ -259,7 +358,13 @@ impl Pipeline {
                 height: (t.crop.height * sy).min(f64::from(src.height)),
             };
             let out = resize::resize(src, crop, t.width, t.height).map_err(|e| {
-                Rejection::corrupt(format!("resize to {}x{} failed: {e}", t.width, t.height))
+                RenderError::internal(
+                    Stage::Resize,
+                    format!(
+                        "rendition {}: resize to {}x{} failed: {e}",
+                        self.config.renditions[i].name, t.width, t.height
+                    ),
+                )
             })?;
             let took = clock.record(Stage::Resize, Some(i), start);
             made[i] = Some((out, took));

@@ -27,6 +27,7 @@ pub struct Metrics {
 struct Inner {
     processed: u64,
     rejected: BTreeMap<String, u64>,
+    internal_errors: u64,
     input_bytes: u64,
     output_bytes: u64,
     /// Metric name (`DecodeDuration`) → per-image milliseconds.
@@ -53,6 +54,11 @@ impl Metrics {
     pub fn image_rejected(&self, kind: &str) {
         let kind = dimension_value(kind);
         *self.lock().rejected.entry(kind).or_insert(0) += 1;
+    }
+
+    /// Counts one image that failed through a fault of ours, to be retried (`InternalErrors`).
+    pub fn internal_error(&self) {
+        self.lock().internal_errors += 1;
     }
 
     /// Adds downloaded source bytes (`InputBytes`).
@@ -99,7 +105,7 @@ impl Metrics {
 
     /// EMF lines with an explicit timestamp (ms since the epoch). The first line has
     /// dimension set `[FunctionName]` with `ImagesProcessed`, `ImagesRejected` (total),
-    /// `InputBytes`, `OutputBytes` and the stage arrays; stage arrays longer than 100
+    /// `InternalErrors`, `InputBytes`, `OutputBytes` and the stage arrays; stage arrays longer than 100
     /// continue on further lines; then one `[FunctionName, RejectionKind]` line per kind.
     pub fn lines_at(&self, namespace: &str, function_name: &str, timestamp_ms: u64) -> Vec<String> {
         let inner = self.lock().clone();
@@ -110,6 +116,11 @@ impl Metrics {
         let mut round: Vec<(String, &str, Value)> = vec![
             ("ImagesProcessed".into(), "Count", inner.processed.into()),
             ("ImagesRejected".into(), "Count", rejected_total.into()),
+            (
+                "InternalErrors".into(),
+                "Count",
+                inner.internal_errors.into(),
+            ),
             ("InputBytes".into(), "Bytes", inner.input_bytes.into()),
             ("OutputBytes".into(), "Bytes", inner.output_bytes.into()),
         ];
