@@ -91,7 +91,7 @@ fn decode(c: &mut Criterion) {
         g.bench_with_input(BenchmarkId::new("scale_eighths", n), &n, |b, &n| {
             b.iter(|| {
                 black_box(
-                    libjpeg::decode(&data, n, 1 << 31)
+                    libjpeg::decode(&data, n, 1 << 31, &renditions::Cancel::never())
                         .map(|d| d.data.len())
                         .unwrap_or(0),
                 )

@@ -206,7 +206,9 @@ fn render_file(pipeline: &Pipeline, file: &Path, out: &Path) -> FileResult {
         Ok(o) => o,
         Err(RenderError::Rejected(r)) => return FileResult::Rejected(r),
         // Not the file's fault: say so (the exit status still says not everything rendered).
-        Err(e @ RenderError::Internal { .. }) => return FileResult::Failed(e.to_string()),
+        Err(e @ (RenderError::Internal { .. } | RenderError::Cancelled { .. })) => {
+            return FileResult::Failed(e.to_string());
+        }
     };
     let stem = file
         .file_stem()

@@ -3,6 +3,7 @@
 //! invocation (trace context, the handler, metrics, the answer).
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use lambda_runtime::LambdaEvent;
@@ -38,6 +39,10 @@ impl InitError {
 /// Everything built once at init: the handler over S3, and the settings.
 pub struct App {
     handler: Handler<S3Store>,
+    /// When this process started: a deadline before it is not a real deadline.
+    started: SystemTime,
+    /// Whether the made-up-deadline warning was logged (once per process).
+    warned_deadline: AtomicBool,
 }
 
 impl App {
@@ -118,6 +123,8 @@ impl App {
         );
         Ok(App {
             handler: Handler::new(Arc::new(store), Arc::new(pipeline), Arc::new(settings)),
+            started: SystemTime::now(),
+            warned_deadline: AtomicBool::new(false),
         })
     }
 
@@ -131,7 +138,7 @@ impl App {
     pub async fn handle(&self, event: LambdaEvent<Value>) -> Result<Value, InvocationError> {
         let (payload, ctx) = event.into_parts();
         xray::set_invocation(ctx.xray_trace_id.as_deref().and_then(TraceContext::parse));
-        let deadline = instant_of(ctx.deadline());
+        let deadline = self.deadline_of(ctx.deadline());
         let metrics = Metrics::new();
         let result = self
             .handler
@@ -162,6 +169,31 @@ impl App {
                 response
             }
         }
+    }
+}
+
+impl App {
+    /// The invocation's deadline as an `Instant`. One before this process started is not a
+    /// real deadline (`cargo lambda watch` sends `Lambda-Runtime-Deadline-Ms: 600000`, ten
+    /// minutes after 1970): it is treated as unknown, with one WARN, and the invocation gets
+    /// `DEADLINE_FALLBACK_MS`.
+    fn deadline_of(&self, deadline: SystemTime) -> Instant {
+        if deadline >= self.started {
+            return instant_of(deadline);
+        }
+        let fallback = self.handler.settings().deadline_fallback;
+        if !self.warned_deadline.swap(true, Ordering::Relaxed) {
+            let epoch_ms = deadline
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis());
+            warn!(
+                deadline_epoch_ms = epoch_ms as u64,
+                fallback_ms = fallback.as_millis() as u64,
+                "the Runtime API sent a deadline before this process started (an emulator's \
+                 made-up value?): treating it as unknown and using DEADLINE_FALLBACK_MS"
+            );
+        }
+        Instant::now() + fallback
     }
 }
 

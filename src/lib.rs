@@ -30,6 +30,7 @@ compile_error!(
 // Modules are private: what other crates (the binaries, tests, benches, fuzzers) may use is the
 // curated list below, so that rustc's dead-code lint sees everything else.
 mod bitmap;
+mod cancel;
 mod cli;
 mod codec;
 #[cfg(any(feature = "lambda", feature = "events"))]
@@ -47,6 +48,7 @@ mod telemetry;
 
 // --- the pipeline: bytes → renditions (the CLI, benches, fuzzers) ---
 pub use bitmap::{Bitmap, Channels};
+pub use cancel::Cancel;
 pub use cli::run as run_cli;
 pub use pipeline::{
     Format, Limits, Pipeline, RenderError, RenderOutput, Rendition, Stage, StageSpan, StageTimings,

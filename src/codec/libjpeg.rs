@@ -13,6 +13,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use mozjpeg_sys as ffi;
 
 use super::{CodecError, panic_text};
+use crate::cancel::Cancel;
 use crate::reject::{RejectKind, Rejection};
 
 /// Why libjpeg stopped: its message code and formatted text.
@@ -89,8 +90,31 @@ extern "C-unwind" fn output_message(_cinfo: &mut ffi::jpeg_common_struct) {}
 /// of the image again (seconds to minutes of CPU from a small file).
 pub const MAX_SCANS: c_int = 100;
 
-/// Called by libjpeg as it reads the file; stops a file with more than [`MAX_SCANS`] scans.
+/// libjpeg's progress manager with the render's [`Cancel`] behind it. `repr(C)` with the
+/// manager first, so the `jpeg_progress_mgr *` libjpeg holds is also a pointer to this.
+#[repr(C)]
+struct Progress {
+    mgr: ffi::jpeg_progress_mgr,
+    cancel: *const Cancel,
+}
+
+/// Called by libjpeg as it reads the file (per iMCU row while it absorbs a progressive file's
+/// scans, the long part of a big progressive decode): stops a file with more than
+/// [`MAX_SCANS`] scans, and a render that was cancelled or ran past its deadline.
 extern "C-unwind" fn progress_monitor(cinfo: &mut ffi::jpeg_common_struct) {
+    // SAFETY: `progress` points to the `Progress` that `Decompress::new` boxed (its first field is
+    // the manager), and `cancel` to the `Cancel` borrowed by `decode`, which outlives the
+    // decompressor (both are dropped before `decode` returns).
+    let cancelled = unsafe {
+        let progress = cinfo.progress.cast::<Progress>();
+        (*(*progress).cancel).is_cancelled()
+    };
+    if cancelled {
+        resume_unwind(Box::new(LibjpegError {
+            code: CANCELLED_CODE,
+            message: String::new(),
+        }));
+    }
     if cinfo.is_decompressor == 0 {
         return;
     }
@@ -174,6 +198,8 @@ fn classify(e: LibjpegError) -> Rejection {
 
 /// Our own code for "more than [`MAX_SCANS`] scans" (libjpeg's codes are all ≥ 0).
 const SCAN_LIMIT_CODE: c_int = -1;
+/// Our own code for "the render was cancelled" (see [`Cancel`]).
+const CANCELLED_CODE: c_int = -2;
 
 /// Runs a libjpeg call sequence: libjpeg's errors (unwound from `error_exit`) become
 /// rejections; any other panic is a fault of ours or of the library, not the upload's.
@@ -181,6 +207,7 @@ fn caught<T>(f: impl FnOnce() -> Result<T, Rejection>) -> Result<T, CodecError> 
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(r) => r.map_err(CodecError::Input),
         Err(payload) => match payload.downcast::<LibjpegError>() {
+            Ok(e) if e.code == CANCELLED_CODE => Err(CodecError::Cancelled),
             Ok(e) => Err(CodecError::Input(classify(*e))),
             Err(other) => Err(CodecError::internal(
                 "JPEG decoder",
@@ -209,11 +236,12 @@ pub struct DecodedJpeg {
 struct Decompress {
     cinfo: Box<ffi::jpeg_decompress_struct>,
     _err: Box<ffi::jpeg_error_mgr>,
-    _progress: Box<ffi::jpeg_progress_mgr>,
+    _progress: Box<Progress>,
 }
 
 impl Decompress {
-    fn new() -> Self {
+    /// A decompressor that stops when `cancel` says so; it must not outlive `cancel`.
+    fn new(cancel: &Cancel) -> Self {
         let mut err = error_manager();
         // SAFETY: zeroed struct initialised by jpeg_create_decompress; the error and progress
         // managers live in Boxes that outlive cinfo (all owned by self).
@@ -221,9 +249,12 @@ impl Decompress {
             let mut cinfo: Box<ffi::jpeg_decompress_struct> = Box::new(std::mem::zeroed());
             cinfo.common.err = &mut *err;
             ffi::jpeg_create_decompress(&mut *cinfo);
-            let mut progress: Box<ffi::jpeg_progress_mgr> = Box::new(std::mem::zeroed());
-            progress.progress_monitor = Some(progress_monitor);
-            cinfo.common.progress = &mut *progress;
+            let mut progress = Box::new(Progress {
+                mgr: std::mem::zeroed(),
+                cancel,
+            });
+            progress.mgr.progress_monitor = Some(progress_monitor);
+            cinfo.common.progress = &mut progress.mgr;
             Decompress {
                 cinfo,
                 _err: err,
@@ -245,9 +276,16 @@ impl Drop for Decompress {
 
 /// Decodes `data` at `scale_num`/8 of its size (1..=8), as RGB or (for CMYK/YCCK files) CMYK.
 /// libjpeg's own allocations are capped at `memory_budget` bytes; past it the decode is refused.
-pub fn decode(data: &[u8], scale_num: u8, memory_budget: u64) -> Result<DecodedJpeg, CodecError> {
+/// Stops with [`CodecError::Cancelled`] soon after `cancel` fires (per progressive iMCU row, per
+/// four output rows).
+pub fn decode(
+    data: &[u8],
+    scale_num: u8,
+    memory_budget: u64,
+    cancel: &Cancel,
+) -> Result<DecodedJpeg, CodecError> {
     caught(|| {
-        let mut d = Decompress::new();
+        let mut d = Decompress::new(cancel);
         let c = &mut *d.cinfo;
         // SAFETY: all calls follow libjpeg's documented sequence on a live cinfo; `data` outlives
         // the decompressor (it is dropped before we return).
@@ -286,6 +324,12 @@ pub fn decode(data: &[u8], scale_num: u8, memory_budget: u64) -> Result<DecodedJ
             let mut out = vec![0u8; len];
             let stride = w as usize * n;
             while c.output_scanline < c.output_height {
+                if cancel.is_cancelled() {
+                    resume_unwind(Box::new(LibjpegError {
+                        code: CANCELLED_CODE,
+                        message: String::new(),
+                    }));
+                }
                 let row = c.output_scanline as usize;
                 let rows_left = (h as usize - row).min(4);
                 let mut ptrs: [*mut u8; 4] = [std::ptr::null_mut(); 4];

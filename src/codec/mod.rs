@@ -19,6 +19,9 @@ pub enum CodecError {
     /// of ours or of the library, never the upload's, so the render is retried, not rejected.
     #[error("{codec}: {reason}")]
     Internal { codec: &'static str, reason: String },
+    /// The render was cancelled (its deadline passed) while the codec ran.
+    #[error("cancelled")]
+    Cancelled,
 }
 
 impl CodecError {

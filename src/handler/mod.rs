@@ -19,6 +19,7 @@ use tokio::sync::Semaphore;
 use tracing::field::Empty;
 use tracing::{Instrument, error, info, warn};
 
+use crate::cancel::Cancel;
 use crate::event::{self, Entry, EventError, ObjectRef, ParsedEvent};
 use crate::pipeline::Pipeline;
 use crate::settings::LambdaSettings;
@@ -190,15 +191,19 @@ impl<S: ObjectStore> Handler<S> {
             fault = Empty,
             exception.message = Empty,
         );
+        // The render stops itself at the cut-off (and when cancelled), so a record cut off here
+        // does not keep its render slot, memory and CPU into the next invocation.
+        let cutoff = deadline.map(|d| d.checked_sub(ANSWER_RESERVE).unwrap_or(d));
+        let cancel = Cancel::at(cutoff);
         let work = self
-            .object_work(object, metrics, span.clone())
+            .object_work(object, metrics, span.clone(), cancel.clone())
             .instrument(span.clone());
-        let outcome = match deadline {
-            Some(deadline) => {
-                let cutoff = deadline.checked_sub(ANSWER_RESERVE).unwrap_or(deadline);
+        let outcome = match cutoff {
+            Some(cutoff) => {
                 match tokio::time::timeout_at(tokio::time::Instant::from_std(cutoff), work).await {
                     Ok(outcome) => outcome,
                     Err(_) => {
+                        cancel.cancel();
                         let reason =
                             "cut off: did not finish before the invocation deadline".to_owned();
                         let _g = span.enter();

@@ -6,10 +6,11 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use tracing::{Instrument, Span, error, info};
+use tracing::{Instrument, Span, error, info, warn};
 
 use super::Handler;
 use super::outcome::{Outcome, Rendered, Written};
+use crate::cancel::Cancel;
 use crate::event::ObjectRef;
 use crate::event::keys;
 use crate::pipeline::{RenderError, RenderOutput};
@@ -27,6 +28,7 @@ impl<S: ObjectStore> Handler<S> {
         object: &ObjectRef,
         metrics: &Metrics,
         span: Span,
+        cancel: Cancel,
     ) -> Outcome {
         let result = async {
             if let Some(reason) = keys::unsafe_segment(&object.key) {
@@ -39,7 +41,7 @@ impl<S: ObjectStore> Handler<S> {
             let bytes_in = fetched.bytes.len() as u64;
             let etag = fetched.etag.clone().or_else(|| object.etag.clone());
             let out = self
-                .render(object, etag.as_deref(), fetched, metrics, &span)
+                .render(object, etag.as_deref(), fetched, metrics, &span, cancel)
                 .await?;
             span.record("bytes_in", bytes_in);
             let (out, written, upload) = self.upload(object, etag.as_deref(), out, metrics).await?;
@@ -96,7 +98,8 @@ impl<S: ObjectStore> Handler<S> {
     }
 
     /// Renders on the blocking pool, at most `concurrency.renders` at once; a refused image is
-    /// rejected (and reported) here. Emits the stages' X-Ray subsegments.
+    /// rejected (and reported) here. Emits the stages' X-Ray subsegments. The render stops when
+    /// `cancel` fires (at the record's cut-off), even after this future was dropped.
     async fn render(
         &self,
         object: &ObjectRef,
@@ -104,6 +107,7 @@ impl<S: ObjectStore> Handler<S> {
         fetched: Fetched,
         metrics: &Metrics,
         span: &Span,
+        cancel: Cancel,
     ) -> Step<RenderOutput> {
         let permit = match Arc::clone(&self.renders).acquire_owned().await {
             Ok(p) => p,
@@ -116,7 +120,19 @@ impl<S: ObjectStore> Handler<S> {
             let _permit = permit;
             let _entered = render_span.enter();
             let start = SystemTime::now();
-            (start, pipeline.render(&data))
+            let rendered = pipeline.render_until(&data, &cancel);
+            if let Err(RenderError::Cancelled { stage }) = &rendered {
+                // Logged from the render itself: the record's future may be gone by now.
+                let late_ms = cancel.deadline().map_or(0, |d| {
+                    Instant::now().saturating_duration_since(d).as_millis()
+                });
+                warn!(
+                    stage = stage.as_str(),
+                    stopped_after_deadline_ms = late_ms as u64,
+                    "render cancelled at the deadline; its slot and memory are free"
+                );
+            }
+            (start, rendered)
         })
         .await;
         let (render_start, rendered) = match joined {
@@ -145,6 +161,9 @@ impl<S: ObjectStore> Handler<S> {
                     .await)
             }
             Err(e @ RenderError::Internal { .. }) => Err(internal(object, e.to_string(), metrics)),
+            Err(e @ RenderError::Cancelled { .. }) => Err(Outcome::Failed(format!(
+                "cut off: {e}; the record will be retried"
+            ))),
         }
     }
 

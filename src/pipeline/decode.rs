@@ -11,6 +11,7 @@ use std::io::Cursor;
 use image::{ColorType, ImageDecoder, ImageError};
 
 use crate::bitmap::{Bitmap, Channels};
+use crate::cancel::Cancel;
 use crate::codec::CodecError;
 use crate::codec::exif::Orientation;
 use crate::codec::{jpeg_markers, libjpeg, libwebp};
@@ -237,12 +238,17 @@ impl Probe<'_> {
 
     /// Decodes at a size of at least `min_scale` of the stored size (JPEG and WebP decode
     /// smaller when allowed; other formats always decode at full size). Returns the pixels.
-    pub fn decode(self, min_scale: f64, memory_budget: u64) -> Result<Pixels, CodecError> {
+    pub fn decode(
+        self,
+        min_scale: f64,
+        memory_budget: u64,
+        cancel: &Cancel,
+    ) -> Result<Pixels, CodecError> {
         let format = self.format;
         match self.source {
             Source::Jpeg { data, header } => {
                 let n = jpeg_scale_eighths(min_scale);
-                let d = libjpeg::decode(data, n, memory_budget)?;
+                let d = libjpeg::decode(data, n, memory_budget, cancel)?;
                 Ok(match d.pixels {
                     libjpeg::JpegPixels::Rgb => Pixels::Bitmap(
                         Bitmap::from_raw(d.width, d.height, Channels::Rgb, d.data).ok_or_else(

@@ -24,6 +24,7 @@ pub mod watermark;
 use std::time::{Duration, Instant};
 
 use crate::bitmap::{Bitmap, Channels};
+use crate::cancel::Cancel;
 use crate::codec::CodecError;
 use crate::reject::Rejection;
 use crate::settings::{ConfigError, Encoding, Fit, OutputFormat, PipelineConfig};
@@ -43,6 +44,9 @@ pub enum RenderError {
     /// blame, so the function retries it and writes no rejection report.
     #[error("internal error in the {} stage: {reason}", stage.as_str())]
     Internal { stage: Stage, reason: String },
+    /// The render was cancelled (its deadline passed); it stopped in or after `stage`.
+    #[error("cancelled in the {} stage (the deadline passed)", stage.as_str())]
+    Cancelled { stage: Stage },
 }
 
 impl RenderError {
@@ -50,7 +54,7 @@ impl RenderError {
     pub fn rejection(&self) -> Option<&Rejection> {
         match self {
             RenderError::Rejected(r) => Some(r),
-            RenderError::Internal { .. } => None,
+            RenderError::Internal { .. } | RenderError::Cancelled { .. } => None,
         }
     }
 
@@ -58,7 +62,7 @@ impl RenderError {
     pub fn into_rejection(self) -> Option<Rejection> {
         match self {
             RenderError::Rejected(r) => Some(r),
-            RenderError::Internal { .. } => None,
+            RenderError::Internal { .. } | RenderError::Cancelled { .. } => None,
         }
     }
 
@@ -86,6 +90,7 @@ impl RenderError {
             CodecError::Internal { codec, reason } => {
                 RenderError::internal(stage, format!("{codec}: {reason}"))
             }
+            CodecError::Cancelled => RenderError::Cancelled { stage },
         }
     }
 }
@@ -211,6 +216,20 @@ impl Pipeline {
 
     /// Renders one image.
     pub fn render(&self, data: &[u8]) -> Result<RenderOutput, RenderError> {
+        self.render_until(data, &Cancel::never())
+    }
+
+    /// Renders one image unless `cancel` fires first: checked after every stage, before every
+    /// rendition's resize and encode, and inside JPEG decoding; a cancelled render returns
+    /// [`RenderError::Cancelled`] and frees its buffers.
+    pub fn render_until(&self, data: &[u8], cancel: &Cancel) -> Result<RenderOutput, RenderError> {
+        let check = |stage: Stage| {
+            if cancel.is_cancelled() {
+                Err(RenderError::Cancelled { stage })
+            } else {
+                Ok(())
+            }
+        };
         let limits = &self.config.limits;
         limits.check_input(data.len())?;
         #[cfg(test)]
@@ -242,9 +261,10 @@ impl Pipeline {
         let icc = probe.icc.clone();
         limits.check_working(format, width, height, probe.working_bytes(min_scale))?;
         let decoded = probe
-            .decode(min_scale, limits.max_working_bytes)
+            .decode(min_scale, limits.max_working_bytes, cancel)
             .map_err(|e| RenderError::from_codec(Stage::Decode, e))?;
         timings.decode = clock.record(Stage::Decode, None, t);
+        check(Stage::Decode)?;
 
         let t = Instant::now();
         let converted = colour::to_srgb(decoded, icc.as_deref(), &self.transforms);
@@ -262,8 +282,9 @@ impl Pipeline {
             };
         }
         timings.colour = clock.record(Stage::Colour, None, t);
+        check(Stage::Colour)?;
 
-        let resized = self.resize_all(&source, width, height, &targets, &mut clock)?;
+        let resized = self.resize_all(&source, width, height, &targets, &mut clock, cancel)?;
         let (decoded_width, decoded_height) = (source.width, source.height);
         drop(source);
 
@@ -282,6 +303,7 @@ impl Pipeline {
                 .as_ref()
                 .is_some_and(|w| w.stamp(&mut bitmap));
             timings.watermark += clock.record(Stage::Watermark, Some(i), t);
+            check(Stage::Watermark)?;
 
             let t = Instant::now();
             let bytes = encode::encode(&bitmap, encoding, &self.config)
@@ -326,6 +348,7 @@ impl Pipeline {
         full_h: u32,
         targets: &[Target],
         clock: &mut StageClock,
+        cancel: &Cancel,
     ) -> Result<Vec<(Bitmap, Duration)>, RenderError> {
         let mut order: Vec<usize> = (0..targets.len()).collect();
         order.sort_by_key(|&i| {
@@ -333,6 +356,11 @@ impl Pipeline {
         });
         let mut made: Vec<Option<(Bitmap, Duration)>> = vec![None; targets.len()];
         for &i in &order {
+            if cancel.is_cancelled() {
+                return Err(RenderError::Cancelled {
+                    stage: Stage::Resize,
+                });
+            }
             let t = &targets[i];
             let start = Instant::now();
             // Candidate sources: fit-inside renditions already made (they show the full frame).

@@ -17,6 +17,8 @@ pub const DEFAULT_REJECTION_PREFIX: &str = "_rejected/";
 pub const DEFAULT_METRICS_NAMESPACE: &str = "Renditions";
 /// Records are not started with less time than this left before the deadline.
 pub const DEFAULT_DEADLINE_MARGIN: Duration = Duration::from_secs(5);
+/// Budget of an invocation whose deadline lies before the process started.
+pub const DEFAULT_DEADLINE_FALLBACK: Duration = Duration::from_secs(60);
 /// Lambda gives one full vCPU per 1,769 MB of memory.
 pub const MB_PER_VCPU: u64 = 1769;
 /// Memory budgeted per record in flight (input + renditions + decode buffers of typical photos).
@@ -74,6 +76,8 @@ pub struct LambdaSettings {
     pub memory_mb: Option<u64>,
     pub concurrency: Concurrency,
     pub deadline_margin: Duration,
+    /// Budget of an invocation whose deadline is not a real one (`DEADLINE_FALLBACK_MS`).
+    pub deadline_fallback: Duration,
     /// Key prefixes the function writes under (per rendition, and the rejection prefix):
     /// events for keys under them are skipped.
     pub destination_prefixes: Vec<String>,
@@ -175,6 +179,10 @@ impl LambdaSettings {
             Some(v) => Duration::from_millis(parse_u64("DEADLINE_MARGIN_MS", &v, 0, 900_000)?),
             None => DEFAULT_DEADLINE_MARGIN,
         };
+        let deadline_fallback = match val("DEADLINE_FALLBACK_MS") {
+            Some(v) => Duration::from_millis(parse_u64("DEADLINE_FALLBACK_MS", &v, 1000, 900_000)?),
+            None => DEFAULT_DEADLINE_FALLBACK,
+        };
         let function_name =
             val("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_else(|| "renditions-lambda".to_owned());
 
@@ -201,6 +209,7 @@ impl LambdaSettings {
             memory_mb,
             concurrency,
             deadline_margin,
+            deadline_fallback,
             destination_prefixes,
         })
     }
@@ -300,6 +309,7 @@ mod tests {
             ("SOURCE_BUCKETS", "ok-bucket,BAD"),
             ("RECORD_CONCURRENCY", "0"),
             ("DEADLINE_MARGIN_MS", "soon"),
+            ("DEADLINE_FALLBACK_MS", "10"),
             ("METRICS_NAMESPACE", "a:b"),
             ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "lots"),
         ] {

@@ -261,6 +261,12 @@ pub const SETTINGS: &[Setting] = &[
         "5000",
         "stop starting records when less time than this is left",
     ),
+    setting(
+        Scope::Function,
+        "DEADLINE_FALLBACK_MS",
+        "60000",
+        "time budget of an invocation whose deadline lies before the process started (emulators that send a made-up deadline)",
+    ),
     // --- S3 ---
     setting(
         Scope::S3,

@@ -202,13 +202,25 @@ impl RuntimeApi {
         trace: Option<&str>,
         budget: Duration,
     ) -> Answer {
-        let id = format!("req-{}", self.next_id.fetch_add(1, Ordering::Relaxed));
         let deadline = SystemTime::now().duration_since(UNIX_EPOCH).unwrap() + budget;
+        self.invoke_with_deadline_ms(event, trace, deadline.as_millis() as u64)
+            .await
+    }
+
+    /// Like [`RuntimeApi::invoke`] with `Lambda-Runtime-Deadline-Ms` set to `deadline_ms`
+    /// (milliseconds since the epoch, whatever they are).
+    pub async fn invoke_with_deadline_ms(
+        &self,
+        event: &Value,
+        trace: Option<&str>,
+        deadline_ms: u64,
+    ) -> Answer {
+        let id = format!("req-{}", self.next_id.fetch_add(1, Ordering::Relaxed));
         self.state.lock().unwrap().queue.push_back(Pending {
             id: id.clone(),
             body: event.to_string(),
             trace: trace.map(str::to_owned),
-            deadline_ms: deadline.as_millis() as u64,
+            deadline_ms,
         });
         self.changed.notify_waiters();
         let wait = async {
