@@ -751,8 +751,70 @@ fn a_webp_rendition_over_webps_limit_is_an_init_error_naming_renditions() {
     c.format = OutputFormat::Webp;
     let err = Pipeline::new(c.clone()).err().expect("refused at init");
     assert_eq!(err.setting, "RENDITIONS");
-    assert!(err.problem.contains("huge") && err.problem.contains("16383"), "{err}");
+    assert!(
+        err.problem.contains("huge") && err.problem.contains("16383"),
+        "{err}"
+    );
     // The same boxes are fine for formats without that limit.
     c.format = OutputFormat::Jpeg;
     assert!(Pipeline::new(c).is_ok());
+}
+
+/// A PNG whose image data is complete but whose IEND chunk is missing or cut renders (libpng in
+/// sharp/libvips and Pillow agree), with the right pixels; one cut inside its data does not.
+#[test]
+fn a_png_without_its_iend_chunk_renders() {
+    let img = image::RgbImage::from_pixel(64, 48, image::Rgb([10, 200, 30]));
+    let mut whole = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut whole, image::ImageFormat::Png).unwrap();
+    let whole = whole.into_inner();
+    let mut c = config("r:64");
+    c.format = OutputFormat::Png;
+    let p = Pipeline::new(c).unwrap();
+    for cut in [12, 5] {
+        let out = p.render(&whole[..whole.len() - cut]).unwrap();
+        assert!(
+            out.notes.iter().any(|n| n.contains("IEND")),
+            "{:?}",
+            out.notes
+        );
+        let px = image::load_from_memory(&out.renditions[0].bytes)
+            .unwrap()
+            .to_rgb8();
+        assert_eq!(px.dimensions(), (64, 48));
+        assert_eq!(px.get_pixel(10, 10).0, [10, 200, 30]);
+    }
+    let cut_in_data = p.render(&whole[..whole.len() - 30]).unwrap_err();
+    assert_eq!(
+        cut_in_data.into_rejection().unwrap().kind,
+        RejectKind::Truncated
+    );
+}
+
+/// A GIF with neither a global nor a local colour table renders with a greyscale palette (as
+/// Pillow, sharp and libvips do): index v is grey level v, as Pillow's "L" decode gives.
+#[test]
+fn a_gif_without_a_palette_renders_grey() {
+    // 4x3 with the indices below, no colour table anywhere (Pillow's output with its table cut).
+    const GIF: [u8; 43] = [
+        0x47, 0x49, 0x46, 0x38, 0x37, 0x61, 0x04, 0x00, 0x03, 0x00, 0x00, 0x00, 0x00, 0x2c, 0x00,
+        0x00, 0x00, 0x00, 0x04, 0x00, 0x03, 0x00, 0x00, 0x08, 0x10, 0x00, 0x01, 0xc8, 0x20, 0x83,
+        0x4c, 0x01, 0x05, 0x0f, 0x28, 0xfe, 0x01, 0x02, 0x02, 0x22, 0x20, 0x00, 0x3b,
+    ];
+    const INDICES: [u8; 12] = [0, 50, 100, 200, 10, 20, 30, 40, 255, 128, 64, 32];
+    let mut c = config("r:64");
+    c.format = OutputFormat::Png;
+    let out = Pipeline::new(c).unwrap().render(&GIF).unwrap();
+    assert!(
+        out.notes.iter().any(|n| n.contains("greyscale")),
+        "{:?}",
+        out.notes
+    );
+    let px = image::load_from_memory(&out.renditions[0].bytes)
+        .unwrap()
+        .to_rgb8();
+    assert_eq!(px.dimensions(), (4, 3));
+    let grey: Vec<[u8; 3]> = INDICES.iter().map(|&v| [v, v, v]).collect();
+    let got: Vec<[u8; 3]> = px.pixels().map(|p| p.0).collect();
+    assert_eq!(got, grey);
 }

@@ -65,14 +65,17 @@ fn image_error(format: Format, e: ImageError) -> Rejection {
         ImageError::IoError(io) => Rejection::corrupt(format!("{name}: {io}")),
         other => {
             let msg = other.to_string();
-            if msg.contains("end of")
-                || msg.contains("EOF")
-                || msg.contains("eof")
-                || msg.contains("truncated")
-            {
-                Rejection::truncated(format!("{name} data ends before the image does ({msg})"))
+            let lower = msg.to_ascii_lowercase();
+            // The decoders' own words, e.g. "Format error decoding Gif: Unexpected End of File".
+            let detail = msg
+                .split_once(": ")
+                .filter(|(head, _)| head.starts_with("Format error"))
+                .map_or(msg.as_str(), |(_, tail)| tail)
+                .trim_end_matches('.');
+            if lower.contains("end of") || lower.contains("eof") || lower.contains("truncated") {
+                Rejection::truncated(format!("{name} data ends before the image does ({detail})"))
             } else {
-                Rejection::corrupt(format!("{name}: {msg}"))
+                Rejection::corrupt(format!("{name} data is corrupt ({detail})"))
             }
         }
     }

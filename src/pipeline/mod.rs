@@ -16,6 +16,7 @@ mod encode;
 pub mod geometry;
 mod limits;
 pub mod orient;
+mod repair;
 pub mod resize;
 mod sniff;
 mod stage;
@@ -242,7 +243,9 @@ impl Pipeline {
 
         let t = Instant::now();
         let format = sniff::sniff(data)?;
-        let probe = decode::probe(format, data, limits.max_working_bytes)?;
+        let (data, repaired) = repair::repair(format, data);
+        notes.extend(repaired.map(str::to_owned));
+        let probe = decode::probe(format, &data, limits.max_working_bytes)?;
         let (width, height) = (probe.width, probe.height);
         limits.check_declared(format, width, height)?;
         let orientation = probe.orientation;
