@@ -17,10 +17,11 @@ use crate::pipeline::decode::Pixels;
 
 type Transform = Arc<Transform8BitExecutor>;
 
-/// Built transforms keyed by (profile hash, source layout). Bounded; cleared when full.
+/// Built transforms keyed by (profile hash, source layout, destination layout): one profile can
+/// serve several layouts (RGB and RGBA, gray and gray+alpha). Bounded; cleared when full.
 #[derive(Default)]
 pub struct TransformCache {
-    map: Mutex<HashMap<(u64, u8), Option<Transform>>>,
+    map: Mutex<HashMap<(u64, u8, u8), Option<Transform>>>,
 }
 
 const CACHE_CAPACITY: usize = 32;
@@ -43,7 +44,7 @@ impl TransformCache {
     ) -> Result<Option<Transform>, String> {
         let mut h = DefaultHasher::new();
         icc.hash(&mut h);
-        let key = (h.finish(), src_layout as u8);
+        let key = (h.finish(), src_layout as u8, dst_layout as u8);
         if let Ok(map) = self.map.lock()
             && let Some(t) = map.get(&key)
         {
@@ -64,31 +65,46 @@ impl TransformCache {
 fn build(icc: &[u8], src_layout: Layout, dst_layout: Layout) -> Result<Option<Transform>, String> {
     let profile =
         ColorProfile::new_from_slice(icc).map_err(|e| format!("unreadable ICC profile: {e:?}"))?;
-    if is_srgb(&profile) {
+    let srgb = ColorProfile::new_srgb();
+    let transform = profile
+        .create_transform_8bit(src_layout, &srgb, dst_layout, TransformOptions::default())
+        .map_err(|e| format!("ICC profile cannot be converted to sRGB: {e:?}"))?;
+    if is_identity(&profile, &transform, src_layout) {
         return Ok(None);
     }
-    let srgb = ColorProfile::new_srgb();
-    profile
-        .create_transform_8bit(src_layout, &srgb, dst_layout, TransformOptions::default())
-        .map(Some)
-        .map_err(|e| format!("ICC profile cannot be converted to sRGB: {e:?}"))
+    Ok(Some(transform))
 }
 
-fn is_srgb(p: &ColorProfile) -> bool {
-    if p.color_space != DataColorSpace::Rgb {
+/// Whether a transform leaves RGB pixels as they are (within one level): an sRGB profile, or
+/// one equal to it in effect, whatever its description says. Decided by what it does to a set
+/// of probe colours (greys, primaries, secondaries, mid-tones), so a profile named "sRGB" with
+/// other curves or primaries is converted, and a renamed sRGB is skipped.
+fn is_identity(profile: &ColorProfile, transform: &Transform, layout: Layout) -> bool {
+    if profile.color_space != DataColorSpace::Rgb || layout != Layout::Rgb {
         return false;
     }
-    let s = ColorProfile::new_srgb();
-    let close = |a: moxcms::Xyzd, b: moxcms::Xyzd| {
-        (a.x - b.x).abs() < 0.003 && (a.y - b.y).abs() < 0.003 && (a.z - b.z).abs() < 0.003
-    };
-    let named_srgb = format!("{:?}", p.description)
-        .to_ascii_lowercase()
-        .contains("srgb");
-    named_srgb
-        && close(p.red_colorant, s.red_colorant)
-        && close(p.green_colorant, s.green_colorant)
-        && close(p.blue_colorant, s.blue_colorant)
+    let mut probe = Vec::with_capacity(3 * 40);
+    for v in [0u8, 16, 32, 64, 96, 128, 160, 192, 224, 255] {
+        probe.extend_from_slice(&[v, v, v]);
+    }
+    for (a, b) in [(255u8, 0u8), (200, 40), (128, 0), (90, 30)] {
+        for p in [
+            [a, b, b],
+            [b, a, b],
+            [b, b, a],
+            [a, a, b],
+            [a, b, a],
+            [b, a, a],
+        ] {
+            probe.extend_from_slice(&p);
+        }
+    }
+    let mut out = vec![0u8; probe.len()];
+    transform.transform(&probe, &mut out).is_ok()
+        && probe
+            .iter()
+            .zip(&out)
+            .all(|(&a, &b)| (i16::from(a) - i16::from(b)).abs() <= 1)
 }
 
 /// Converts decoded pixels to sRGB RGB/RGBA using the embedded profile when there is one.
@@ -144,6 +160,9 @@ pub fn to_srgb(pixels: Pixels, icc: Option<&[u8]>, cache: &TransformCache) -> Co
                     converted: false,
                 };
             };
+            if is_gray_profile(icc) {
+                return gray_to_srgb(bitmap, icc, cache);
+            }
             let layout = match bitmap.channels {
                 Channels::Rgb => Layout::Rgb,
                 Channels::Rgba => Layout::Rgba,
@@ -179,6 +198,75 @@ pub fn to_srgb(pixels: Pixels, icc: Option<&[u8]>, cache: &TransformCache) -> Co
                 },
             }
         }
+    }
+}
+
+/// Whether `icc` describes a greyscale colour space (a "Gray Gamma 2.2" or "Dot Gain" profile).
+fn is_gray_profile(icc: &[u8]) -> bool {
+    // The header's data colour space field, bytes 16..20.
+    icc.get(16..20) == Some(b"GRAY")
+}
+
+/// A greyscale image (decoded as R = G = B, with or without alpha) under a Gray profile: the
+/// profile converts the grey channel, then it is expanded again. A Gray profile on an image that
+/// is not grey is unusable and ignored with a note.
+fn gray_to_srgb(bitmap: Bitmap, icc: &[u8], cache: &TransformCache) -> Converted {
+    let n = bitmap.channels.count();
+    let is_grey = bitmap
+        .data
+        .chunks_exact(n)
+        .all(|p| p[0] == p[1] && p[1] == p[2]);
+    if !is_grey {
+        return Converted {
+            bitmap,
+            note: Some("a Gray ICC profile on a colour image was ignored".into()),
+            converted: false,
+        };
+    }
+    let (src, dst) = match bitmap.channels {
+        Channels::Rgb => (Layout::Gray, Layout::Rgb),
+        Channels::Rgba => (Layout::GrayAlpha, Layout::Rgba),
+    };
+    let transform = match cache.get(icc, src, dst) {
+        Ok(Some(t)) => t,
+        Ok(None) => {
+            return Converted {
+                bitmap,
+                note: None,
+                converted: false,
+            };
+        }
+        Err(e) => {
+            return Converted {
+                bitmap,
+                note: Some(e),
+                converted: false,
+            };
+        }
+    };
+    let grey: Vec<u8> = match bitmap.channels {
+        Channels::Rgb => bitmap.data.chunks_exact(3).map(|p| p[0]).collect(),
+        Channels::Rgba => bitmap
+            .data
+            .chunks_exact(4)
+            .flat_map(|p| [p[0], p[3]])
+            .collect(),
+    };
+    let mut out = vec![0u8; bitmap.data.len()];
+    match transform.transform(&grey, &mut out) {
+        Ok(()) => Converted {
+            bitmap: Bitmap {
+                data: out,
+                ..bitmap
+            },
+            note: None,
+            converted: true,
+        },
+        Err(e) => Converted {
+            bitmap,
+            note: Some(format!("Gray ICC transform failed: {e:?}")),
+            converted: false,
+        },
     }
 }
 
@@ -271,5 +359,74 @@ mod tests {
             to_srgb(px, None, &TransformCache::default()).bitmap.data,
             vec![0, 255, 255]
         );
+    }
+
+    #[test]
+    fn a_linear_profile_named_srgb_is_converted_and_a_renamed_srgb_is_skipped() {
+        // sRGB primaries and its name, but linear tone curves: a grey of 128 is much lighter in sRGB.
+        let mut linear = ColorProfile::new_srgb();
+        // No CICP tag (it would override the curves, as ICC v4.4 says); editors write none.
+        linear.cicp = None;
+        for trc in [
+            &mut linear.red_trc,
+            &mut linear.green_trc,
+            &mut linear.blue_trc,
+        ] {
+            *trc = Some(moxcms::ToneReprCurve::Parametric(vec![1.0]));
+        }
+        let icc = linear.encode().unwrap();
+        let b = Bitmap::from_raw(1, 1, Channels::Rgb, vec![128, 128, 128]).unwrap();
+        let c = to_srgb(Pixels::Bitmap(b), Some(&icc), &TransformCache::default());
+        assert!(c.converted);
+        assert!(
+            (186..=189).contains(&c.bitmap.data[0]),
+            "{:?}",
+            c.bitmap.data
+        );
+        // Real sRGB under another name: no conversion at all (the pixels stay as they are).
+        let mut renamed = ColorProfile::new_srgb();
+        renamed.description = None;
+        let icc = renamed.encode().unwrap();
+        let b = Bitmap::from_raw(1, 1, Channels::Rgb, vec![10, 20, 30]).unwrap();
+        let c = to_srgb(Pixels::Bitmap(b), Some(&icc), &TransformCache::default());
+        assert!(!c.converted);
+        assert_eq!(c.bitmap.data, vec![10, 20, 30]);
+    }
+
+    #[test]
+    fn a_gray_profile_converts_grey_images() {
+        // Gray gamma 2.2 vs sRGB's curve: mid-dark greys get darker (Pillow + lcms2 give 39 → 34,
+        // 27 → 20 for the "Gray Gamma 2.2" profile of sharp's test file).
+        let icc = ColorProfile::new_gray_with_gamma(2.2).encode().unwrap();
+        let cache = TransformCache::default();
+        let b = Bitmap::from_raw(2, 1, Channels::Rgb, vec![39, 39, 39, 27, 27, 27]).unwrap();
+        let c = to_srgb(Pixels::Bitmap(b), Some(&icc), &cache);
+        assert!(c.converted, "{:?}", c.note);
+        assert!((33..=35).contains(&c.bitmap.data[0]), "{:?}", c.bitmap.data);
+        assert!((19..=21).contains(&c.bitmap.data[3]), "{:?}", c.bitmap.data);
+        assert_eq!(c.bitmap.data[0], c.bitmap.data[2]);
+        // With alpha: the alpha is kept.
+        let b = Bitmap::from_raw(1, 1, Channels::Rgba, vec![39, 39, 39, 77]).unwrap();
+        let c = to_srgb(Pixels::Bitmap(b), Some(&icc), &cache);
+        assert!(c.converted);
+        assert_eq!(c.bitmap.data[3], 77);
+        // A Gray profile on a colour image cannot apply: ignored with a note.
+        let b = Bitmap::from_raw(1, 1, Channels::Rgb, vec![200, 10, 10]).unwrap();
+        let c = to_srgb(Pixels::Bitmap(b), Some(&icc), &cache);
+        assert!(!c.converted && c.note.is_some());
+        assert_eq!(c.bitmap.data, vec![200, 10, 10]);
+    }
+
+    #[test]
+    fn the_cache_keeps_transforms_apart_by_destination_layout() {
+        let p3 = ColorProfile::new_display_p3().encode().unwrap();
+        let cache = TransformCache::default();
+        let to_rgb = cache.get(&p3, Layout::Rgba, Layout::Rgb).unwrap().unwrap();
+        let to_rgba = cache.get(&p3, Layout::Rgba, Layout::Rgba).unwrap().unwrap();
+        let src = [200u8, 100, 50, 255];
+        let (mut rgb, mut rgba) = ([0u8; 3], [0u8; 4]);
+        assert!(to_rgb.transform(&src, &mut rgb).is_ok());
+        assert!(to_rgba.transform(&src, &mut rgba).is_ok());
+        assert_eq!(rgb, rgba[..3]);
     }
 }

@@ -8,7 +8,7 @@
 
 use std::io::Cursor;
 
-use image::{ColorType, ImageDecoder, ImageError};
+use image::{ColorType, ExtendedColorType, ImageDecoder, ImageError};
 
 use crate::bitmap::{Bitmap, Channels};
 use crate::cancel::Cancel;
@@ -40,6 +40,8 @@ enum Source<'a> {
         header: libwebp::WebpHeader,
     },
     Image(Box<dyn ImageDecoder + 'a>),
+    /// A CMYK TIFF, read as CMYK so that its profile (or the naive formula) converts it.
+    TiffCmyk(&'a [u8]),
 }
 
 /// Pixels as decoded, before colour management.
@@ -141,13 +143,27 @@ pub fn probe(format: Format, data: &[u8], memory_budget: u64) -> Result<Probe<'_
             limits.max_alloc = Some(memory_budget);
             decoder.set_limits(limits).map_err(err)?;
             let (width, height) = decoder.dimensions();
-            let icc = decoder.icc_profile().ok().flatten();
+            let icc = decoder
+                .icc_profile()
+                .ok()
+                .flatten()
+                .or_else(|| match format {
+                    Format::Bmp => bmp_icc(data),
+                    Format::Tiff => tiff_icc(data),
+                    _ => None,
+                });
             let orientation = decoder
                 .orientation()
                 .ok()
                 .and_then(|o| Orientation::from_exif(u16::from(o.to_exif())))
                 .unwrap_or(Orientation::NORMAL);
-            let detail = format!("{:?}", decoder.original_color_type());
+            let original = decoder.original_color_type();
+            let detail = format!("{original:?}");
+            let source = if format == Format::Tiff && original == ExtendedColorType::Cmyk8 {
+                Source::TiffCmyk(data)
+            } else {
+                Source::Image(decoder)
+            };
             Ok(Probe {
                 format,
                 width,
@@ -155,7 +171,7 @@ pub fn probe(format: Format, data: &[u8], memory_budget: u64) -> Result<Probe<'_
                 orientation,
                 icc,
                 detail,
-                source: Source::Image(decoder),
+                source,
             })
         }
     }
@@ -236,6 +252,8 @@ impl Probe<'_> {
                 let out = w * h * if d.color_type().has_alpha() { 4 } else { 3 };
                 d.total_bytes().saturating_add(out * 2)
             }
+            // The CMYK samples, then the RGB bitmap the colour stage makes from them.
+            Source::TiffCmyk(_) => w * h * 4 + w * h * 3 * 2,
         }
     }
 
@@ -300,8 +318,98 @@ impl Probe<'_> {
             Source::Image(decoder) => {
                 Ok(decode_with_image(format, decoder, memory_budget).map(Pixels::Bitmap)?)
             }
+            Source::TiffCmyk(data) => Ok(decode_tiff_cmyk(
+                data,
+                self.width,
+                self.height,
+                memory_budget,
+            )?),
         }
     }
+}
+
+/// A CMYK TIFF (8 bits a sample, 0 = no ink) as CMYK pixels.
+fn decode_tiff_cmyk(
+    data: &[u8],
+    width: u32,
+    height: u32,
+    budget: u64,
+) -> Result<Pixels, Rejection> {
+    let err = |e: tiff::TiffError| match e {
+        tiff::TiffError::LimitsExceeded => {
+            Rejection::too_large("CMYK TIFF needs more memory to decode than the budget allows")
+        }
+        tiff::TiffError::IoError(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => {
+            Rejection::truncated("TIFF data ends before the image does")
+        }
+        tiff::TiffError::UnsupportedError(u) => Rejection::unsupported(format!(
+            "TIFF uses a feature this decoder does not support ({u})"
+        )),
+        other => Rejection::corrupt(format!("TIFF data is corrupt ({other})")),
+    };
+    let mut limits = tiff::decoder::Limits::default();
+    let budget = usize::try_from(budget).unwrap_or(usize::MAX);
+    limits.decoding_buffer_size = budget;
+    limits.intermediate_buffer_size = budget;
+    let mut decoder = tiff::decoder::Decoder::new(Cursor::new(data))
+        .map_err(err)?
+        .with_limits(limits);
+    let data = match decoder.read_image().map_err(err)? {
+        tiff::decoder::DecodingResult::U8(v) => v,
+        _ => {
+            return Err(Rejection::unsupported(
+                "CMYK TIFF with more than 8 bits a sample",
+            ));
+        }
+    };
+    if data.len() != width as usize * height as usize * 4 {
+        return Err(Rejection::corrupt(
+            "CMYK TIFF data does not match its dimensions",
+        ));
+    }
+    Ok(Pixels::Cmyk {
+        width,
+        height,
+        data,
+        inverted: false,
+    })
+}
+
+/// The ICC profile of a TIFF (tag 34675), read with the `tiff` crate: the `image` crate's
+/// decoder misses large ones (a 650 KB FOGRA39 profile, for one).
+fn tiff_icc(data: &[u8]) -> Option<Vec<u8>> {
+    let mut limits = tiff::decoder::Limits::default();
+    limits.ifd_value_size = MAX_ICC_BYTES;
+    tiff::decoder::Decoder::new(Cursor::new(data))
+        .ok()?
+        .with_limits(limits)
+        .get_tag_u8_vec(tiff::tags::Tag::IccProfile)
+        .ok()
+}
+
+/// Largest embedded ICC profile read from a TIFF (big CMYK profiles are about 1–2 MB).
+const MAX_ICC_BYTES: usize = 8 << 20;
+
+/// The ICC profile embedded in a BMP with a `BITMAPV5HEADER` (`bV5CSType` = `PROFILE_EMBEDDED`),
+/// which the `image` crate does not read.
+fn bmp_icc(data: &[u8]) -> Option<Vec<u8>> {
+    const FILE_HEADER: usize = 14;
+    let u32_at = |at: usize| {
+        data.get(at..at + 4)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    };
+    if u32_at(FILE_HEADER)? < 124 {
+        return None; // not a V5 header
+    }
+    // bV5CSType at +56 is 'MBED' (stored little-endian, so the bytes read "DEBM").
+    if data.get(FILE_HEADER + 56..FILE_HEADER + 60)? != b"DEBM" {
+        return None;
+    }
+    let offset = u32_at(FILE_HEADER + 112)? as usize; // from the start of the info header
+    let size = u32_at(FILE_HEADER + 116)? as usize;
+    let start = FILE_HEADER.checked_add(offset)?;
+    let profile = data.get(start..start.checked_add(size)?)?;
+    (size >= 128).then(|| profile.to_vec())
 }
 
 /// How much reduction JPEG shrink-on-load leaves for the Lanczos filter: landing exactly on the
