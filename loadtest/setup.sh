@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Idempotent environment setup for the load test.
 #   bash loadtest/setup.sh [moto|localstack]
-# Creates loadtest/.venv (boto3, matplotlib, Pillow, moto server) and, for S3=localstack,
+# Creates loadtest/.venv (boto3, matplotlib, Pillow, moto server, pytest for tests/peerfix_test.py) and, for S3=localstack,
 # loadtest/.venv-localstack (localstack-core 4.13.1, the newest that runs on Python 3.11).
 # Re-running is cheap: each venv is (re)installed only when its stamp file is missing or
 # the pinned requirement list changed.
@@ -10,7 +10,7 @@ S3="${1:-moto}"
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 PY="${PYTHON:-python3}"
 
-MAIN_REQS="boto3>=1.34,<2 matplotlib>=3.8,<4 Pillow>=10,<12 moto[server]==5.2.1"
+MAIN_REQS="boto3>=1.34,<2 matplotlib>=3.8,<4 Pillow>=10,<12 moto[server]==5.2.1 pytest>=7"
 LS_REQS="localstack-core[runtime]==4.13.1 cbor2<6 pyopenssl==24.3.0 cryptography<45"
 
 ensure_venv() {  # dir, requirements
