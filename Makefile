@@ -20,8 +20,24 @@ CHECKOV ?= $(CHECKOV_VENV)/bin/checkov
 # --skip-download: no calls to the Prisma Cloud API (guidelines, severities); offline and quiet.
 CHECKOV_ARGS := --framework cloudformation --skip-download --compact --quiet
 
-.PHONY: all deps py-deps build-native demo test lint fmt bench bench-peers quality check-corpus \
-        build build-arm64 build-x86_64 test-arm64 deploy loadtest loadtest-smoke fuzz-deps fuzz-smoke clean
+# cargo-lambda (and the zig it cross-compiles with) and the SAM CLI share one venv outside the
+# work tree. cargo-lambda runs zig as the `ziglang` module of the first `python3` on PATH, and
+# `sam build` (BuildMethod rust-cargolambda) runs `cargo lambda build`: so every target that runs
+# either puts this venv's bin first on PATH (DEPLOY_PATH). DEPLOY_VENV=/path uses another venv.
+CARGO_LAMBDA_VERSION := 1.9.2
+ZIGLANG_VERSION := 0.17.1
+SAM_CLI_VERSION := 1.170.0
+DEPLOY_VENV ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/renditions/deploy
+DEPLOY_PATH := $(DEPLOY_VENV)/bin:$(PATH)
+export SAM_CLI_TELEMETRY := 0
+# Lambda packages: target/lambda/<arch>/renditions-lambda/bootstrap.zip
+LAMBDA_DIR := target/lambda
+CARGO_LAMBDA_BUILD := $(CARGO) lambda build --release --bin renditions-lambda --output-format zip
+
+.PHONY: all deps py-deps deploy-deps arm64-target build-native demo test lint fmt bench bench-peers quality \
+        check-corpus peerfix build build-arm64 build-x86_64 test-arm64 test-rie test-rie-arm64 hostile-inputs qemu-deps \
+        sam-build deploy loadtest loadtest-smoke \
+        fuzz-deps fuzz-smoke clean
 
 all: build-native
 
@@ -31,14 +47,28 @@ deps:
 	  echo "installing nasm (libjpeg-turbo SIMD)"; \
 	  (apt-get update -qq || true) && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nasm >/dev/null; }
 
-## py-deps: Python tools the tests use (moto's S3 server, cfn-lint, pytest; checkov in its own venv)
+## py-deps: Python tools the tests use (moto's S3 server, cfn-lint, pytest, Pillow; checkov in its own venv)
 py-deps:
-	@$(PYTHON) -c 'import moto, cfnlint, pytest' 2>/dev/null || \
-	  $(PYTHON) -m pip install -q 'moto[server]==5.2.1' 'cfn-lint>=1.20' 'pytest>=7'
+	@$(PYTHON) -c 'import moto, cfnlint, pytest, PIL' 2>/dev/null || \
+	  $(PYTHON) -m pip install -q 'moto[server]==5.2.1' 'cfn-lint>=1.20' 'pytest>=7' 'pillow>=10'
 	@test -x "$(CHECKOV)" || { \
 	  echo "installing checkov $(CHECKOV_VERSION) into $(CHECKOV_VENV)"; \
 	  $(PYTHON) -m venv "$(CHECKOV_VENV)" && \
 	  "$(CHECKOV_VENV)/bin/python" -m pip install -q --disable-pip-version-check 'checkov==$(CHECKOV_VERSION)'; }
+
+## deploy-deps: cargo-lambda, zig and the SAM CLI (PyPI wheels) in DEPLOY_VENV
+deploy-deps:
+	@if [ -x "$(DEPLOY_VENV)/bin/cargo-lambda" ] && [ -x "$(DEPLOY_VENV)/bin/sam" ] && \
+	    "$(DEPLOY_VENV)/bin/python" -c 'import ziglang' 2>/dev/null; then :; else \
+	  echo "installing cargo-lambda $(CARGO_LAMBDA_VERSION), zig (ziglang $(ZIGLANG_VERSION)) and SAM CLI $(SAM_CLI_VERSION) into $(DEPLOY_VENV)"; \
+	  $(PYTHON) -m venv "$(DEPLOY_VENV)" && \
+	  "$(DEPLOY_VENV)/bin/python" -m pip install -q --disable-pip-version-check \
+	    'cargo-lambda==$(CARGO_LAMBDA_VERSION)' 'ziglang==$(ZIGLANG_VERSION)' 'aws-sam-cli==$(SAM_CLI_VERSION)'; \
+	fi
+
+## arm64-target: the Rust standard library for aarch64-unknown-linux-gnu (Lambda's arm64)
+arm64-target:
+	@rustup target list --installed | grep -qx aarch64-unknown-linux-gnu || rustup target add aarch64-unknown-linux-gnu
 
 build-native: deps
 	$(CARGO) build --release --bins
@@ -52,6 +82,14 @@ test: deps py-deps
 	$(CARGO) test
 	CHECKOV="$(CHECKOV)" $(PYTHON) -m pytest -q tests/template_test.py
 	$(MAKE) loadtest-smoke LOADTEST_BIN=target/debug/renditions-lambda
+	$(MAKE) peerfix
+
+## peerfix: the 80 peer fixtures of ../shared/corpus/peerfix against Pillow + lcms2 (skipped
+## when the corpus is absent); PEERFIX=DIR points elsewhere
+peerfix:
+	@test -x target/debug/renditions || $(CARGO) build --bin renditions
+	bash loadtest/setup.sh moto
+	loadtest/.venv/bin/python -m pytest -q tests/peerfix_test.py
 
 ## loadtest-smoke: 50 uploads through moto S3 -> SQS -> one real execution environment.
 ## Uses CORPUS when it holds photos, else the repository's assets/samples (+ images made with Pillow).
@@ -88,7 +126,8 @@ lint: deps py-deps
 	$(CARGO) clippy --all-targets -- -D warnings
 	cfn-lint template.yaml
 	"$(CHECKOV)" -f template.yaml $(CHECKOV_ARGS)
-	@if command -v sam >/dev/null 2>&1; then sam validate --lint; else echo "sam not installed: skipped sam validate --lint"; fi
+	@if PATH="$(DEPLOY_PATH)" command -v sam >/dev/null 2>&1; then PATH="$(DEPLOY_PATH)" sam validate --lint; \
+	  else echo "sam not installed (make deploy-deps): skipped sam validate --lint"; fi
 
 fmt:
 	$(CARGO) fmt --all
@@ -107,26 +146,59 @@ bench-peers: check-corpus build-native
 quality: check-corpus deps
 	$(CARGO) run --release --example quality -- $(CORPUS)
 
-## build: Lambda zips (bootstrap) for x86_64 and arm64, without cargo-lambda
+## build: the Lambda zips with cargo-lambda (zig as C compiler and linker; only the function's
+## binary), checked: ELF of the right architecture, GLIBC <= 2.34 (provided.al2023)
 build: build-x86_64 build-arm64
 
-build-x86_64: deps
-	$(CARGO) build --release --bin renditions-lambda
-	mkdir -p target/lambda/x86_64/renditions-lambda
-	cp target/release/renditions-lambda target/lambda/x86_64/renditions-lambda/bootstrap
-	cd target/lambda/x86_64/renditions-lambda && $(PYTHON) -c 'import zipfile; z=zipfile.ZipFile("bootstrap.zip","w",zipfile.ZIP_DEFLATED); i=zipfile.ZipInfo("bootstrap"); i.external_attr=0o755<<16; z.writestr(i, open("bootstrap","rb").read(), zipfile.ZIP_DEFLATED); z.close()'
-	@ls -la target/lambda/x86_64/renditions-lambda/
+build-x86_64: deps deploy-deps
+	PATH="$(DEPLOY_PATH)" $(CARGO_LAMBDA_BUILD) --x86-64 --lambda-dir $(LAMBDA_DIR)/x86_64
+	bash scripts/lambda-check.sh $(LAMBDA_DIR)/x86_64/renditions-lambda/bootstrap.zip x86_64
 
-build-arm64:
-	bash scripts/arm64.sh build
+build-arm64: deploy-deps arm64-target
+	PATH="$(DEPLOY_PATH)" $(CARGO_LAMBDA_BUILD) --arm64 --lambda-dir $(LAMBDA_DIR)/arm64
+	bash scripts/lambda-check.sh $(LAMBDA_DIR)/arm64/renditions-lambda/bootstrap.zip arm64
+
+## test-rie: the x86_64 zip of build-x86_64 under AWS's Runtime Interface Emulator (from the SAM
+## CLI wheel) against moto S3: the crate's official event fixtures, then every hostile input
+## of tests/hostile.rs through the one runtime process (tests/rie_test.py)
+HOSTILE_INPUTS ?= target/hostile-inputs
+RIE_TEST = RIE_REQUIRED=1 HOSTILE_INPUTS="$(CURDIR)/$(HOSTILE_INPUTS)" DEPLOY_VENV="$(DEPLOY_VENV)" \
+  $(PYTHON) -m pytest -q -s -rs tests/rie_test.py
+test-rie: build-x86_64 py-deps hostile-inputs
+	RIE_BOOTSTRAP="$(CURDIR)/$(LAMBDA_DIR)/x86_64/renditions-lambda/bootstrap.zip" $(RIE_TEST)
+
+## test-rie-arm64: the same test with the arm64 bootstrap that `sam build` packs, under qemu-user
+## (the emulator runs natively): shares the arm64 build with sam-build
+SAM_BOOTSTRAP := .aws-sam/build/RenditionsFunction/bootstrap
+test-rie-arm64: sam-build py-deps hostile-inputs qemu-deps
+	RIE_BOOTSTRAP="$(CURDIR)/$(SAM_BOOTSTRAP)" $(RIE_TEST)
+
+## hostile-inputs: every input of tests/hostile.rs written to HOSTILE_INPUTS (its HOSTILE_DUMP)
+hostile-inputs:
+	rm -rf $(HOSTILE_INPUTS)
+	HOSTILE_DUMP="$(CURDIR)/$(HOSTILE_INPUTS)" $(CARGO) test --test hostile -- --exact hostile_inputs_are_rendered_or_rejected_within_limits
+
+## qemu-deps: qemu-user and an aarch64 glibc, to run aarch64 binaries on x86_64
+qemu-deps:
+	@command -v qemu-aarch64-static >/dev/null 2>&1 && [ -e /usr/aarch64-linux-gnu/lib/ld-linux-aarch64.so.1 ] || { \
+	  echo "installing qemu-user-static libc6-arm64-cross"; \
+	  (apt-get update -qq || true) && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq qemu-user-static libc6-arm64-cross >/dev/null; }
 
 ## test-arm64: the pipeline tests cross-compiled for aarch64 and run under qemu-user
 test-arm64:
 	bash scripts/arm64.sh test
 
-## deploy: SAM (needs AWS credentials and the SAM CLI with cargo-lambda)
-deploy:
-	sam build && sam deploy
+## sam-build: `sam validate --lint` and `sam build` as users run them (default Architecture arm64,
+## rust-cargolambda on the host, no Docker), then checks .aws-sam/build/RenditionsFunction/bootstrap.
+## Shares target/aarch64-unknown-linux-gnu with build-arm64 (same command and flags).
+sam-build: deploy-deps arm64-target
+	PATH="$(DEPLOY_PATH)" sam validate --lint
+	PATH="$(DEPLOY_PATH)" sam build
+	bash scripts/lambda-check.sh .aws-sam/build/RenditionsFunction/bootstrap arm64
+
+## deploy: SAM, the full deployment (needs AWS credentials): buckets, function, trigger, DLQ
+deploy: sam-build
+	PATH="$(DEPLOY_PATH)" sam deploy
 
 ## fuzz-deps: a nightly toolchain and cargo-fuzz (libFuzzer needs nightly's sanitizer flags)
 fuzz-deps:

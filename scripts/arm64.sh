@@ -1,11 +1,10 @@
 #!/usr/bin/env bash
-# Cross-build and test renditions for aarch64 (AWS Lambda Graviton) without cargo-lambda or Docker:
-# plain GNU cross gcc for the C code (mozjpeg/libjpeg-turbo NEON, libwebp NEON, aws-lc) and
-# qemu-user to run the aarch64 test binaries. See docs/arm64.md.
+# Test renditions for aarch64 (AWS Lambda Graviton) without Docker: plain GNU cross gcc for the C
+# code (mozjpeg/libjpeg-turbo NEON, libwebp NEON, aws-lc) and qemu-user to run the aarch64 test
+# binaries. See docs/arm64.md. (The arm64 Lambda package itself is built by `make build-arm64`
+# with cargo-lambda and zig.)
 #
-#   scripts/arm64.sh build   release binaries (default features, incl. `lambda`) + bootstrap.zip
 #   scripts/arm64.sh test    pipeline/cli/lib tests under qemu + one real photo through the CLI
-#   scripts/arm64.sh all     both (default)
 #
 # Everything is passed through environment variables (no .cargo/config.toml), so native builds in
 # the same checkout are untouched, and it uses its own target dir so it never blocks them.
@@ -24,7 +23,7 @@ SYSROOT=/usr/$CROSS
 TARGET_DIR="${ARM64_TARGET_DIR:-$(cd "$ROOT/.." && pwd)/target-arm64}"
 CORPUS="${CORPUS:-$ROOT/../shared/corpus/photos}"
 TEST_FEATURES="${ARM64_TEST_FEATURES:---no-default-features}"
-CMD="${1:-all}"
+CMD="${1:-test}"
 
 log() { printf '==> %s\n' "$*" >&2; }
 skip() { printf 'SKIP: arm64: %s\n' "$*"; exit 0; }
@@ -98,58 +97,6 @@ command -v cargo >/dev/null 2>&1 || skip "cargo not found"
 
 now() { date +%s.%N; }
 elapsed() { python3 -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.1f}')" "$1" "$2"; }
-
-# ---------------------------------------------------------------------------------------------
-# build: release binaries + bootstrap.zip
-# ---------------------------------------------------------------------------------------------
-do_build() {
-  log "cargo build --release --target $TARGET --bins   (CARGO_TARGET_DIR=$TARGET_DIR)"
-  local t0 t1
-  t0=$(now)
-  cargo build --release --locked --target "$TARGET" --bins
-  t1=$(now)
-  local build_s
-  build_s=$(elapsed "$t0" "$t1")
-
-  local rel="$TARGET_DIR/$TARGET/release"
-  local out="$TARGET_DIR/lambda/renditions-lambda"
-  mkdir -p "$out"
-  cp -f "$rel/renditions-lambda" "$out/bootstrap"
-  chmod 755 "$out/bootstrap"
-  rm -f "$out/bootstrap.zip"
-  # Same layout as `cargo lambda build --output-format zip`: one entry `bootstrap`, mode 0755.
-  python3 - "$out/bootstrap" "$out/bootstrap.zip" <<'PY'
-import sys, zipfile, os
-src, dst = sys.argv[1], sys.argv[2]
-info = zipfile.ZipInfo("bootstrap", date_time=(1980, 1, 1, 0, 0, 0))
-info.external_attr = (0o100755 << 16)
-info.compress_type = zipfile.ZIP_DEFLATED
-info.create_system = 3  # unix, so Lambda keeps the exec bit
-with open(src, "rb") as f, zipfile.ZipFile(dst, "w") as z:
-    z.writestr(info, f.read(), compresslevel=9)
-PY
-
-  local arch glibc size zsize
-  arch=$(file -b "$out/bootstrap" 2>/dev/null | cut -d, -f1-2 || true)
-  [[ -n $arch ]] || arch=$("$CROSS-readelf" -h "$out/bootstrap" | awk -F: '/Machine/{gsub(/^ +/,"",$2); print $2}')
-  glibc=$("$CROSS-objdump" -T "$out/bootstrap" | grep -o 'GLIBC_[0-9.]*' | sort -uV | tail -1)
-  size=$(stat -c %s "$out/bootstrap")
-  zsize=$(stat -c %s "$out/bootstrap.zip")
-  local ok=no
-  python3 - "${glibc#GLIBC_}" <<'PY' && ok=yes
-import sys
-v = tuple(int(x) for x in sys.argv[1].split("."))
-sys.exit(0 if v <= (2, 34) else 1)
-PY
-  echo "arm64 build: ${build_s}s wall (release, lto=fat, $(nproc) cores)"
-  for b in renditions renditions-lambda demo; do
-    if [[ -f $rel/$b ]]; then awk -v n="$b" -v s="$(stat -c %s "$rel/$b")" 'BEGIN{printf "  %-18s %10d bytes (%.1f MiB)\n", n, s, s/1048576}'; fi
-  done
-  echo "  bootstrap: $arch, $size bytes ($(awk -v s="$size" 'BEGIN{printf "%.1f", s/1048576}') MiB)"
-  echo "  bootstrap.zip: $out/bootstrap.zip, $zsize bytes"
-  echo "  max glibc symbol: $glibc -> provided.al2023 (glibc 2.34) compatible: $ok"
-  [[ $ok == yes ]] || { echo "ERROR: bootstrap needs $glibc > 2.34 (AL2023)"; return 1; }
-}
 
 # ---------------------------------------------------------------------------------------------
 # test: pipeline/cli/lib tests under qemu-user, then one real photo through the aarch64 CLI
@@ -233,8 +180,7 @@ ensure_apt
 ensure_rust_target
 setup_env
 case "$CMD" in
-  build) do_build ;;
   test) do_test ;;
-  all) do_build && do_test ;;
-  *) echo "usage: $0 [build|test|all]" >&2; exit 2 ;;
+  build) echo "the arm64 package is built with cargo-lambda now: make build-arm64" >&2; exit 2 ;;
+  *) echo "usage: $0 [test]" >&2; exit 2 ;;
 esac

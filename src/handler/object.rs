@@ -84,10 +84,13 @@ impl<S: ObjectStore> Handler<S> {
                 Err(self.unreadable(object, &e, metrics).await)
             }
             Err(StoreError::Changed(reason)) => {
+                // WARN: this is also what a hand-made or stock test event with a made-up eTag
+                // gets (README: "Invoking it by hand" builds a real one).
                 let reason = format!(
-                    "the object changed since the event ({reason}); the newer version has its own event"
+                    "the object changed since the event ({reason}): its ETag is no longer the \
+                     event's eTag; the newer version has its own event"
                 );
-                info!(bucket = %object.bucket, key = %object.key, reason = %reason, "skipping object");
+                warn!(bucket = %object.bucket, key = %object.key, etag = object.etag.as_deref(), reason = %reason, "skipping object");
                 Err(Outcome::Skipped(reason))
             }
             Err(StoreError::Transient(reason)) => {
