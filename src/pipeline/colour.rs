@@ -152,13 +152,9 @@ pub fn to_srgb(pixels: Pixels, icc: Option<&[u8]>, cache: &TransformCache) -> Co
                 converted: false,
             }
         }
-        Pixels::Bitmap(bitmap) => {
+        Pixels::Bitmap(mut bitmap) => {
             let Some(icc) = icc else {
-                return Converted {
-                    bitmap,
-                    note: None,
-                    converted: false,
-                };
+                return Converted::unchanged(bitmap, None);
             };
             if is_gray_profile(icc) {
                 return gray_to_srgb(bitmap, icc, cache);
@@ -169,34 +165,47 @@ pub fn to_srgb(pixels: Pixels, icc: Option<&[u8]>, cache: &TransformCache) -> Co
             };
             match cache.get(icc, layout, layout) {
                 Ok(Some(t)) => {
-                    let mut out = vec![0u8; bitmap.data.len()];
-                    match t.transform(&bitmap.data, &mut out) {
-                        Ok(()) => Converted {
-                            bitmap: Bitmap {
-                                data: out,
-                                ..bitmap
-                            },
-                            note: None,
-                            converted: true,
-                        },
-                        Err(e) => Converted {
-                            bitmap,
-                            note: Some(format!("ICC transform failed: {e:?}")),
-                            converted: false,
-                        },
-                    }
+                    let src = std::mem::take(&mut bitmap.data);
+                    apply(&t, bitmap, src)
                 }
-                Ok(None) => Converted {
-                    bitmap,
-                    note: None,
-                    converted: false,
-                },
-                Err(e) => Converted {
-                    bitmap,
-                    note: Some(e),
-                    converted: false,
-                },
+                Ok(None) => Converted::unchanged(bitmap, None),
+                Err(e) => Converted::unchanged(bitmap, Some(e)),
             }
+        }
+    }
+}
+
+impl Converted {
+    fn unchanged(bitmap: Bitmap, note: Option<String>) -> Self {
+        Converted {
+            bitmap,
+            note,
+            converted: false,
+        }
+    }
+}
+
+/// Runs `t` over `src` (the pixels in the transform's source layout) into a buffer shaped like
+/// `bitmap` (whose own data may be empty, moved into `src`). On failure the source pixels are
+/// kept: a bitmap of the source layout when it matches, as the colour stage never fails an image.
+fn apply(t: &Transform, bitmap: Bitmap, src: Vec<u8>) -> Converted {
+    let len = bitmap.width as usize * bitmap.height as usize * bitmap.channels.count();
+    let mut out = vec![0u8; len];
+    match t.transform(&src, &mut out) {
+        Ok(()) => Converted {
+            bitmap: Bitmap {
+                data: out,
+                ..bitmap
+            },
+            note: None,
+            converted: true,
+        },
+        Err(e) => {
+            let data = if src.len() == len { src } else { bitmap.data };
+            Converted::unchanged(
+                Bitmap { data, ..bitmap },
+                Some(format!("ICC transform failed: {e:?}")),
+            )
         }
     }
 }
@@ -217,11 +226,8 @@ fn gray_to_srgb(bitmap: Bitmap, icc: &[u8], cache: &TransformCache) -> Converted
         .chunks_exact(n)
         .all(|p| p[0] == p[1] && p[1] == p[2]);
     if !is_grey {
-        return Converted {
-            bitmap,
-            note: Some("a Gray ICC profile on a colour image was ignored".into()),
-            converted: false,
-        };
+        let note = "a Gray ICC profile on a colour image was ignored";
+        return Converted::unchanged(bitmap, Some(note.into()));
     }
     let (src, dst) = match bitmap.channels {
         Channels::Rgb => (Layout::Gray, Layout::Rgb),
@@ -229,20 +235,8 @@ fn gray_to_srgb(bitmap: Bitmap, icc: &[u8], cache: &TransformCache) -> Converted
     };
     let transform = match cache.get(icc, src, dst) {
         Ok(Some(t)) => t,
-        Ok(None) => {
-            return Converted {
-                bitmap,
-                note: None,
-                converted: false,
-            };
-        }
-        Err(e) => {
-            return Converted {
-                bitmap,
-                note: Some(e),
-                converted: false,
-            };
-        }
+        Ok(None) => return Converted::unchanged(bitmap, None),
+        Err(e) => return Converted::unchanged(bitmap, Some(e)),
     };
     let grey: Vec<u8> = match bitmap.channels {
         Channels::Rgb => bitmap.data.chunks_exact(3).map(|p| p[0]).collect(),
@@ -252,22 +246,7 @@ fn gray_to_srgb(bitmap: Bitmap, icc: &[u8], cache: &TransformCache) -> Converted
             .flat_map(|p| [p[0], p[3]])
             .collect(),
     };
-    let mut out = vec![0u8; bitmap.data.len()];
-    match transform.transform(&grey, &mut out) {
-        Ok(()) => Converted {
-            bitmap: Bitmap {
-                data: out,
-                ..bitmap
-            },
-            note: None,
-            converted: true,
-        },
-        Err(e) => Converted {
-            bitmap,
-            note: Some(format!("Gray ICC transform failed: {e:?}")),
-            converted: false,
-        },
-    }
+    apply(&transform, bitmap, grey)
 }
 
 /// CMYK (0 = no ink) to RGB without a profile: the usual subtractive approximation.
