@@ -341,11 +341,7 @@ impl PipelineConfig {
         load_watermark: &dyn Fn(&str) -> Result<Vec<u8>, String>,
     ) -> Result<PipelineConfig, ConfigError> {
         let mut c = PipelineConfig::default();
-        let val = |k: &str| {
-            get(k)
-                .map(|v| v.trim().to_string())
-                .filter(|v| !v.is_empty())
-        };
+        let val = |k: &str| super::non_empty(get(k));
         if let Some(v) = val("RENDITIONS") {
             c.renditions = RenditionSpec::parse_list("RENDITIONS", &v)?;
         }
