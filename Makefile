@@ -36,7 +36,7 @@ CARGO_LAMBDA_BUILD := $(CARGO) lambda build --release --bin renditions-lambda --
 
 .PHONY: all deps py-deps deploy-deps arm64-target build-native demo test lint fmt bench bench-peers quality \
         check-corpus peerfix build build-arm64 build-x86_64 test-arm64 test-rie test-rie-arm64 hostile-inputs qemu-deps \
-        sam-build deploy loadtest loadtest-smoke \
+        sam-build deploy loadtest loadtest-smoke bench-traces \
         fuzz-deps fuzz-smoke clean
 
 all: build-native
@@ -47,10 +47,12 @@ deps:
 	  echo "installing nasm (libjpeg-turbo SIMD)"; \
 	  (apt-get update -qq || true) && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nasm >/dev/null; }
 
-## py-deps: Python tools the tests use (moto's S3 server, cfn-lint, pytest, Pillow; checkov in its own venv)
+## py-deps: Python tools the tests use (moto's S3 server, cfn-lint, pytest, Pillow, OpenTelemetry's
+## protobuf schema for the OTLP check; checkov in its own venv)
 py-deps:
-	@$(PYTHON) -c 'import moto, cfnlint, pytest, PIL' 2>/dev/null || \
-	  $(PYTHON) -m pip install -q 'moto[server]==5.2.1' 'cfn-lint>=1.20' 'pytest>=7' 'pillow>=10'
+	@$(PYTHON) -c 'import moto, cfnlint, pytest, PIL, opentelemetry.proto' 2>/dev/null || \
+	  $(PYTHON) -m pip install -q 'moto[server]==5.2.1' 'cfn-lint>=1.20' 'pytest>=7' 'pillow>=10' \
+	    'opentelemetry-proto==1.45.2'
 	@test -x "$(CHECKOV)" || { \
 	  echo "installing checkov $(CHECKOV_VERSION) into $(CHECKOV_VENV)"; \
 	  $(PYTHON) -m venv "$(CHECKOV_VENV)" && \
@@ -135,6 +137,10 @@ fmt:
 ## bench: criterion benches per stage and end to end
 bench: deps
 	$(CARGO) bench --bench pipeline
+
+## bench-traces: what TRACES=off|xray|otlp cost the release function (cold start, time per invocation)
+bench-traces: build-native py-deps
+	$(PYTHON) benches/traces_cost.py target/release/renditions-lambda --rounds $(or $(ROUNDS),3) --invokes 40
 
 ## bench-peers: the same job by sharp, Pillow and `renditions render --threads 1`
 bench-peers: check-corpus build-native

@@ -10,9 +10,12 @@ use lambda_runtime::LambdaEvent;
 use serde_json::Value;
 use tracing::{error, info, warn};
 
-use crate::handler::{Handler, InvocationError};
+use crate::event::EventError;
+use crate::handler::{Handler, InvocationError, Report};
 use crate::pipeline::{Limits, Pipeline};
-use crate::settings::{self, ConfigError, LambdaSettings, PipelineConfig, S3Settings};
+use crate::settings::{
+    self, ConfigError, LambdaSettings, PipelineConfig, S3Settings, TraceSettings,
+};
 use crate::store::{self, GetRequest, ObjectStore, S3Store};
 use crate::telemetry::{Metrics, TraceContext, xray};
 
@@ -80,6 +83,8 @@ impl App {
             }
         };
         let mut pipeline_config = PipelineConfig::from_settings(get.clone(), &load_watermark)?;
+        // Read (and acted on) by `init_logging`; an invalid value fails the init here.
+        TraceSettings::from_settings(get.clone())?;
         let settings = LambdaSettings::from_settings(get, &pipeline_config.renditions)?;
         if let Some(mb) = settings.memory_mb {
             // Pixel buffers of every record in flight must fit the function's memory: an image
@@ -146,6 +151,13 @@ impl App {
             .await;
         let settings = self.handler.settings();
         metrics.emit(&settings.metrics_namespace, &settings.function_name);
+        let answer = self.answer(result);
+        // OTLP spans leave before the answer does: Lambda may freeze the sandbox right after.
+        xray::flush(Some(deadline)).await;
+        answer
+    }
+
+    fn answer(&self, result: Result<Report, EventError>) -> Result<Value, InvocationError> {
         match result {
             Err(e) => {
                 error!(reason = %e, "unrecognised event");

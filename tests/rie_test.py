@@ -175,9 +175,10 @@ def _alive(pid: int) -> bool:
 
 
 class Env:
-    def __init__(self, tmp: Path, bootstrap: Path, rie: Path):
+    def __init__(self, tmp: Path, bootstrap: Path, rie: Path, extra_env: dict | None = None):
         import boto3
 
+        tmp.mkdir(parents=True, exist_ok=True)
         self.tmp = tmp
         self.s3_port, self.rie_port, self.api_port = _free_port(), _free_port(), _free_port()
         self.moto_log = tmp / "moto.log"
@@ -219,6 +220,7 @@ class Env:
                 "DEST_BUCKET": DEST,
                 "SOURCE_BUCKETS": SRC,
                 "RUST_LOG": "info",
+                **(extra_env or {}),
             }
             self.rie_log = tmp / "rie.log"
             self.rie = subprocess.Popen(
@@ -257,9 +259,11 @@ class Env:
     def log(self) -> str:
         return self.rie_log.read_text(errors="replace")
 
-    def invoke(self, event: dict) -> dict:
+    def invoke(self, event: dict, headers: dict | None = None) -> dict:
         url = f"http://127.0.0.1:{self.rie_port}/2015-03-31/functions/function/invocations"
-        req = urllib.request.Request(url, data=json.dumps(event).encode(), method="POST")
+        req = urllib.request.Request(
+            url, data=json.dumps(event).encode(), method="POST", headers=headers or {}
+        )
         try:
             with urllib.request.urlopen(req, timeout=INVOKE_TIMEOUT_S) as resp:
                 body = resp.read()
@@ -291,7 +295,8 @@ class Env:
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory):
+def runtime(tmp_path_factory):
+    """(scratch folder, bootstrap to run, RIE binary), or a skip saying what is missing."""
     if platform.machine() not in ("x86_64", "AMD64"):
         _skip(f"the RIE test runs the x86_64 bootstrap; this machine is {platform.machine()}")
     source = Path(os.environ.get("RIE_BOOTSTRAP") or DEFAULT_ZIP)
@@ -336,7 +341,13 @@ def env(tmp_path_factory):
             bootstrap = wrapper
     elif machine != 62:  # EM_X86_64
         pytest.fail(f"{source}: not an x86_64 or aarch64 ELF (e_machine {machine})")
-    e = Env(tmp, bootstrap, rie)
+    return tmp, bootstrap, rie
+
+
+@pytest.fixture(scope="module")
+def env(runtime):
+    tmp, bootstrap, rie = runtime
+    e = Env(tmp / "default", bootstrap, rie)
     try:
         yield e
     finally:
@@ -633,3 +644,124 @@ def test_hostile_inputs_never_kill_the_runtime(env, fixtures, tmp_path):
     rejected = [k for k in env.keys() if k.startswith("_rejected/hostile/")]
     assert len(rejected) == sum(1 for e in HOSTILE.values() if isinstance(e, str) and e != "ok")
     assert re.search(r"REPORT RequestId: \S+\s+Duration: ", log), "no REPORT lines from the RIE"
+
+
+# ---------------------------------------------------------------------------------------------
+# TRACES=otlp: the same bootstrap exports its spans to an OTLP/HTTP receiver on 127.0.0.1, and
+# every request body parses as OpenTelemetry's own ExportTraceServiceRequest (opentelemetry-proto).
+
+
+class Collector:
+    """An OTLP/HTTP receiver on 127.0.0.1 keeping each POST's path, headers and body."""
+
+    def __init__(self):
+        import http.server
+        import threading
+
+        received = self.received = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802 (http.server's naming)
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                received.append((self.path, dict(self.headers), body))
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.end_headers()
+                self.wfile.write(b"{}")
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def _parse_otlp_json(body: bytes):
+    """Parses an OTLP/JSON body with opentelemetry-proto. OTLP/JSON differs from protobuf's
+    canonical JSON only in ids (hex, not base64), so those are converted first; anything else
+    off-schema (unknown fields, wrong types, bad enums) fails the parse."""
+    import base64
+
+    from google.protobuf import json_format
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+    doc = json.loads(body)
+    for rs in doc.get("resourceSpans", []):
+        for ss in rs.get("scopeSpans", []):
+            for span in ss.get("spans", []):
+                for k in ("traceId", "spanId", "parentSpanId"):
+                    if k in span:
+                        span[k] = base64.b64encode(bytes.fromhex(span[k])).decode()
+    return json_format.Parse(json.dumps(doc), ExportTraceServiceRequest())
+
+
+@pytest.fixture(scope="module")
+def otlp_env(runtime):
+    try:
+        import opentelemetry.proto  # noqa: F401
+    except ImportError:
+        _skip("opentelemetry-proto missing: run `make py-deps`")
+    tmp, bootstrap, rie = runtime
+    collector = Collector()
+    e = Env(
+        tmp / "otlp",
+        bootstrap,
+        rie,
+        {"TRACES": "otlp", "OTEL_EXPORTER_OTLP_ENDPOINT": collector.url, "OTEL_SERVICE_NAME": "rie-otlp"},
+    )
+    try:
+        yield e, collector
+    finally:
+        e.close()
+        collector.close()
+
+
+def test_otlp_spans_parse_as_opentelemetry_protobuf(otlp_env, fixtures):
+    env, collector = otlp_env
+    data = _jpeg(1200, 900)
+    key = "otlp/traced.jpg"
+    ev = _s3_event(fixtures, "example-s3-event.json", key, env.put(key, data), len(data))
+    before = int(time.time())
+    answer = env.invoke(ev)
+    assert answer.get("rendered") == 1, answer
+    # Flushed before the answer: the request is already here.
+    assert len(collector.received) == 1, collector.received
+    path, headers, body = collector.received[0]
+    headers = {k.lower(): v for k, v in headers.items()}
+    assert path == "/v1/traces"
+    assert headers.get("content-type") == "application/json"
+    assert headers.get("user-agent", "").startswith("renditions/"), headers
+    request = _parse_otlp_json(body)
+    [rs] = request.resource_spans
+    resource = {a.key: a.value.string_value for a in rs.resource.attributes}
+    assert resource["service.name"] == "rie-otlp"
+    assert resource["cloud.platform"] == "aws_lambda"
+    spans = [s for ss in rs.scope_spans for s in ss.spans]
+    by_id = {s.span_id: s for s in spans}
+    assert len(by_id) == len(spans) >= 10, [s.name for s in spans]
+    # The RIE hands out no trace header (no X-Ray here): the invocation is a trace of its own,
+    # in X-Ray's id format (epoch seconds first), with the object span as its root.
+    [trace_id] = {s.trace_id.hex() for s in spans}
+    assert before <= int(trace_id[:8], 16) <= before + 60, trace_id
+    [obj] = [s for s in spans if s.name == "object"]
+    assert obj.parent_span_id == b"", obj
+    assert obj.kind == obj.SPAN_KIND_INTERNAL
+    for s in spans:
+        assert s is obj or s.parent_span_id in by_id, s
+        assert s.end_time_unix_nano >= s.start_time_unix_nano > 1_600_000_000 * 10**9
+    names = sorted({s.name for s in spans})
+    for stage in ("download", "decode", "colour", "resize", "orient", "watermark", "encode", "upload", "S3"):
+        assert stage in names, names
+    calls = [s for s in spans if s.name == "S3"]
+    methods = sorted({a.value.string_value for s in calls for a in s.attributes if a.key == "rpc.method"})
+    assert methods == ["GetObject", "PutObject"], methods
+    assert all(s.kind == s.SPAN_KIND_CLIENT for s in calls)
+    assert all(s.status.code != s.status.STATUS_CODE_ERROR for s in spans), [
+        (s.name, s.status) for s in spans if s.status.code
+    ]

@@ -266,6 +266,23 @@ def test_environment(tpl):
     assert param_default(tpl, "JpegQuality") == 82
 
 
+def test_traces_parameter_matches_the_function(tpl):
+    """Traces offers exactly the TRACES values the function accepts (src/settings/telemetry.rs),
+    defaults to X-Ray as before, and the collector layer is attached only when given."""
+    param = tpl["Parameters"]["Traces"]
+    assert param.get("Default") == "xray"
+    assert set(param["AllowedValues"]) == {"xray", "otlp", "off"}
+    source = (ROOT / "src/settings/telemetry.rs").read_text()
+    for value in param["AllowedValues"]:
+        assert f'"{value}" =>' in source or f'"{value}" |' in source, f"TRACES={value} is not parsed"
+    props = function_props(tpl)
+    assert props["Environment"]["Variables"]["TRACES"] == {"Ref": "Traces"}
+    layers = props["Layers"]
+    assert layers["Fn::If"][0] == "HasOtelCollectorLayer", layers
+    assert layers["Fn::If"][1] == [{"Ref": "OtelCollectorLayerArn"}], layers
+    assert param_default(tpl, "OtelCollectorLayerArn") == ""
+
+
 def _cargo_features() -> tuple[set[str], set[str]]:
     """(features the default build enables, transitively; every feature Cargo.toml declares)."""
     import tomllib

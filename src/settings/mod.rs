@@ -21,7 +21,9 @@ pub use pipeline::{
     RenditionSpec, WatermarkSource, WatermarkSpec,
 };
 pub use s3::S3Settings;
-pub use telemetry::{LogConfig, LogFormat, xray_daemon_address};
+pub use telemetry::{
+    LogConfig, LogFormat, OtlpSettings, TraceExporter, TraceSettings, xray_daemon_address,
+};
 
 /// A configuration value that could not be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -323,12 +325,72 @@ pub const SETTINGS: &[Setting] = &[
         "",
         "X-Ray daemon (`host:port`); set by Lambda when active tracing is on",
     ),
+    setting(
+        Scope::Telemetry,
+        "TRACES",
+        "xray",
+        "where spans go: `xray` (the daemon, when Lambda's active tracing is on), `otlp` (OTLP/HTTP JSON to the collector below, flushed before each invocation returns) or `off`",
+    ),
+    setting(
+        Scope::Telemetry,
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        "http://localhost:4318",
+        "with `TRACES=otlp`: the collector's base URL (`/v1/traces` is appended); plain `http://`, as the ADOT and vendors' Lambda extensions listen on localhost",
+    ),
+    setting(
+        Scope::Telemetry,
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+        "",
+        "with `TRACES=otlp`: the full traces URL, used as is (wins over the base URL)",
+    ),
+    setting(
+        Scope::Telemetry,
+        "OTEL_EXPORTER_OTLP_HEADERS",
+        "",
+        "with `TRACES=otlp`: extra request headers, `key=value,key2=value2` (values URL-encoded)",
+    ),
+    setting(
+        Scope::Telemetry,
+        "OTEL_EXPORTER_OTLP_TIMEOUT",
+        "10000",
+        "with `TRACES=otlp`: milliseconds one export may take (never past the invocation's deadline)",
+    ),
+    setting(
+        Scope::Telemetry,
+        "OTEL_EXPORTER_OTLP_PROTOCOL",
+        "http/json",
+        "with `TRACES=otlp`: `http/json` (what is sent); `http/protobuf` is accepted with a warning (collectors take both on 4318); `grpc` is refused",
+    ),
+    setting(
+        Scope::Telemetry,
+        "OTEL_SERVICE_NAME",
+        "",
+        "with `TRACES=otlp`: the `service.name` resource attribute (default: the function's name)",
+    ),
+    setting(
+        Scope::Telemetry,
+        "OTEL_RESOURCE_ATTRIBUTES",
+        "",
+        "with `TRACES=otlp`: more resource attributes, `key=value,…`",
+    ),
     // --- facts Lambda sets ---
     setting(
         Scope::Lambda,
         "AWS_LAMBDA_FUNCTION_NAME",
         "",
         "the `FunctionName` dimension of the metrics",
+    ),
+    setting(
+        Scope::Lambda,
+        "AWS_LAMBDA_FUNCTION_VERSION",
+        "",
+        "the `faas.version` attribute of OTLP traces",
+    ),
+    setting(
+        Scope::Lambda,
+        "AWS_REGION",
+        "",
+        "the region (the AWS SDK reads it too); the `cloud.region` attribute of OTLP traces",
     ),
     setting(
         Scope::Lambda,

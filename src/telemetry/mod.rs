@@ -55,6 +55,15 @@
 //!     error = Empty, throttle = Empty, fault = Empty, exception.message = Empty);
 //! ```
 //!
+//! # OpenTelemetry (`TRACES=otlp`)
+//! The same spans, ids and times go out as OTLP spans instead (fields become attributes under
+//! their OpenTelemetry names; AWS calls are `SPAN_KIND_CLIENT` with `rpc.system = "aws-api"`;
+//! X-Ray's error/fault flags become the span status), buffered and sent in one OTLP/HTTP JSON
+//! request by [`xray::flush`] before the invocation returns. The trace id is the X-Ray root
+//! without dashes and the first parent is Lambda's segment, so the ADOT collector's X-Ray
+//! exporter nests them as the X-Ray layer would; an invocation without a trace header starts
+//! its own trace.
+//!
 //! # Trace context
 //! A subsegment's trace comes from (1) its parent subsegment, else (2) the nearest
 //! enclosing span with an `xrayTraceId` field holding a full header (lambda_runtime's
@@ -72,9 +81,10 @@ pub mod xray;
 use std::fmt;
 
 pub use crate::settings::{LogConfig, LogFormat};
+use crate::settings::{TraceExporter, TraceSettings};
 pub use logging::build_subscriber;
 pub use metrics::Metrics;
-pub use xray::{TraceContext, UdpSender, XrayHandle, XrayLayer};
+pub use xray::{OtlpExporter, TraceContext, UdpSender, XrayHandle, XrayLayer};
 
 /// Why telemetry could not be installed.
 #[derive(Debug)]
@@ -94,10 +104,32 @@ impl fmt::Display for TelemetryError {
 impl std::error::Error for TelemetryError {}
 
 /// Installs the global subscriber from the environment: logs to stdout per
-/// [`LogConfig::from_env`] and X-Ray to `AWS_XRAY_DAEMON_ADDRESS`. Also registers the
-/// handle behind [`xray::set_invocation`]. Call once, before the runtime starts.
+/// [`LogConfig::from_env`], and spans where `TRACES` says: X-Ray to `AWS_XRAY_DAEMON_ADDRESS`
+/// (the default), OTLP to `OTEL_EXPORTER_OTLP_ENDPOINT`, or nowhere. Also registers the handle
+/// behind [`xray::set_invocation`] and [`xray::flush`]. Call once, before the runtime starts.
+/// Invalid trace settings install no span exporter here; the function's init reports them.
 pub fn init_logging() -> Result<XrayHandle, TelemetryError> {
-    init_logging_with(LogConfig::from_env(), Some(XrayLayer::from_env()))
+    let traces = TraceSettings::from_settings(crate::settings::env);
+    let layer = match &traces {
+        Ok(TraceSettings {
+            exporter: TraceExporter::Xray,
+        }) => Some(XrayLayer::from_env()),
+        Ok(TraceSettings {
+            exporter: TraceExporter::Otlp(otlp),
+        }) => Some(XrayLayer::otlp(OtlpExporter::new(otlp.clone()))),
+        Ok(TraceSettings {
+            exporter: TraceExporter::Off,
+        })
+        | Err(_) => None,
+    };
+    let handle = init_logging_with(LogConfig::from_env(), layer)?;
+    if handle.otlp().is_some_and(OtlpExporter::protobuf_requested) {
+        tracing::warn!(
+            "OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf: spans are sent as http/json, which \
+             OTLP/HTTP collectors accept on the same endpoint"
+        );
+    }
+    Ok(handle)
 }
 
 /// Like [`init_logging`] with explicit settings; `xray: None` disables X-Ray (the

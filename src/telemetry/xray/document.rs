@@ -143,6 +143,9 @@ pub(crate) struct Subsegment {
     exception_type: Option<String>,
     annotations: Map<String, Value>,
     metadata: Map<String, Value>,
+    /// The span's fields as recorded, for exporters that keep OpenTelemetry attributes (OTLP);
+    /// X-Ray-only and `otel.*` fields are left out.
+    pub(super) attributes: Vec<(&'static str, FieldValue)>,
 }
 
 impl Subsegment {
@@ -170,11 +173,18 @@ impl Subsegment {
             exception_type: None,
             annotations: Map::new(),
             metadata: Map::new(),
+            attributes: Vec::new(),
         }
     }
 
     /// Applies one span field according to the module's field conventions.
-    pub(crate) fn apply(&mut self, key: &str, value: FieldValue) {
+    pub(crate) fn apply(&mut self, key: &'static str, value: FieldValue) {
+        if !(key.starts_with("otel.") || key.starts_with("xray.") || key == "namespace") {
+            match self.attributes.iter_mut().find(|(k, _)| *k == key) {
+                Some(slot) => slot.1 = value.clone(),
+                None => self.attributes.push((key, value.clone())),
+            }
+        }
         match key {
             "namespace" | "xray.namespace" => {
                 if let FieldValue::Str(s) = &value {
@@ -249,12 +259,7 @@ impl Subsegment {
     /// Drops metadata, then annotations, then long strings to fit
     /// [`MAX_DATAGRAM_BYTES`]; returns `false` if it still does not fit.
     pub(crate) fn encode_datagram(&mut self, buf: &mut Vec<u8>) -> bool {
-        let elapsed = u64::try_from(self.started.elapsed().as_micros()).unwrap_or(u64::MAX);
-        let start_micros = self.start_override.unwrap_or(self.start_micros);
-        let end_micros = self
-            .end_override
-            .unwrap_or_else(|| self.start_micros.saturating_add(elapsed))
-            .max(start_micros);
+        let (start_micros, end_micros) = self.times();
         let exception_id =
             (self.exception_message.is_some() || self.exception_type.is_some()).then(new_id);
         for attempt in 0..4 {
@@ -283,6 +288,53 @@ impl Subsegment {
         }
         buf.clear();
         false
+    }
+
+    /// Start and end (epoch µs): the explicit times when given, else creation and now.
+    pub(super) fn times(&self) -> (u64, u64) {
+        let elapsed = u64::try_from(self.started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        let start = self.start_override.unwrap_or(self.start_micros);
+        let end = self
+            .end_override
+            .unwrap_or_else(|| self.start_micros.saturating_add(elapsed))
+            .max(start);
+        (start, end)
+    }
+
+    /// The name (sanitised), the parent's id, the operation and whether it is an AWS call.
+    pub(super) fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub(super) fn parent_id(&self) -> &str {
+        &self.parent_id
+    }
+
+    /// `Some(operation)` for calls to AWS (`namespace = "aws"` or `rpc.system = "aws-api"`).
+    pub(super) fn aws_operation(&self) -> Option<&str> {
+        let aws = self.namespace == Some("aws") || self.rpc_system_aws;
+        aws.then(|| self.aws.operation.as_deref().unwrap_or(""))
+    }
+
+    /// Whether the span failed by the same rules as the X-Ray document (status code, flags,
+    /// exception, `otel.status_code`), and the message to show.
+    pub(super) fn failure(&self) -> Option<&str> {
+        let failed = self.error
+            || self.throttle
+            || self.fault
+            || self.otel_error
+            || self.exception_message.is_some()
+            || self.exception_type.is_some()
+            || self.http_status.is_some_and(|s| s >= 400);
+        failed.then(|| self.exception_message.as_deref().unwrap_or(""))
+    }
+
+    /// The exception's message and type, when one was recorded.
+    pub(super) fn exception(&self) -> Option<(Option<&str>, Option<&str>)> {
+        (self.exception_message.is_some() || self.exception_type.is_some()).then_some((
+            self.exception_message.as_deref(),
+            self.exception_type.as_deref(),
+        ))
     }
 
     fn document<'a>(

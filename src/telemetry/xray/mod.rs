@@ -1,5 +1,6 @@
 //! A `tracing` layer that turns selected spans into X-Ray subsegments and sends each one
-//! to the daemon when it closes. AWS's X-Ray SDKs are in maintenance and there is no
+//! to the daemon when it closes, or (`TRACES=otlp`) into OpenTelemetry spans exported over
+//! OTLP/HTTP when the invocation ends. AWS's X-Ray SDKs are in maintenance and there is no
 //! maintained Rust one, so this is our own small replacement (see the module docs of
 //! `telemetry` for the span/field conventions).
 
@@ -15,11 +16,13 @@ use tracing_subscriber::registry::{LookupSpan, SpanRef};
 
 mod document;
 mod ids;
+mod otlp;
 mod sender;
 mod stages;
 pub(crate) mod trace_header;
 
 use document::{Subsegment, SubsegmentVisitor};
+pub use otlp::OtlpExporter;
 pub use sender::UdpSender;
 pub(crate) use stages::emit_stage_spans;
 pub use trace_header::TraceContext;
@@ -33,8 +36,16 @@ pub const TRACE_HEADER_FIELD: &str = "xrayTraceId";
 
 struct Shared {
     slot: RwLock<Option<Arc<TraceContext>>>,
-    sender: UdpSender,
+    exporter: Exporter,
     prefixes: Vec<String>,
+}
+
+/// Where finished subsegments go.
+enum Exporter {
+    /// One datagram per subsegment to the X-Ray daemon, as it closes.
+    Xray(UdpSender),
+    /// Buffered as OTLP spans until [`XrayHandle::flush`].
+    Otlp(Arc<OtlpExporter>),
 }
 
 impl Shared {
@@ -60,26 +71,29 @@ impl Shared {
     }
 
     fn emit(&self, sub: &mut Subsegment) {
+        let sender = match &self.exporter {
+            Exporter::Xray(sender) => sender,
+            Exporter::Otlp(otlp) => return otlp.push(sub),
+        };
         thread_local! {
             static BUF: RefCell<Vec<u8>> = RefCell::new(Vec::with_capacity(4096));
         }
         let encoded = BUF.try_with(|buf| match buf.try_borrow_mut() {
-            Ok(mut buf) => self.encode_and_send(sub, &mut buf),
-            Err(_) => self.encode_and_send(sub, &mut Vec::new()),
+            Ok(mut buf) => encode_and_send(sender, sub, &mut buf),
+            Err(_) => encode_and_send(sender, sub, &mut Vec::new()),
         });
         if encoded.is_err() {
             // Thread-local storage is being torn down: fall back to a fresh buffer.
-            self.encode_and_send(sub, &mut Vec::new());
+            encode_and_send(sender, sub, &mut Vec::new());
         }
     }
+}
 
-    fn encode_and_send(&self, sub: &mut Subsegment, buf: &mut Vec<u8>) {
-        if sub.encode_datagram(buf) {
-            self.sender.send(buf);
-        } else {
-            self.sender
-                .record_drop("subsegment document larger than 64 KB");
-        }
+fn encode_and_send(sender: &UdpSender, sub: &mut Subsegment, buf: &mut Vec<u8>) {
+    if sub.encode_datagram(buf) {
+        sender.send(buf);
+    } else {
+        sender.record_drop("subsegment document larger than 64 KB");
     }
 }
 
@@ -127,10 +141,24 @@ impl XrayLayer {
         I: IntoIterator<Item = P>,
         P: Into<String>,
     {
+        Self::with_exporter(Exporter::Xray(sender), prefixes)
+    }
+
+    /// Layer exporting the same spans over OTLP (see [`OtlpExporter`]); flush with
+    /// [`XrayHandle::flush`] before each invocation returns.
+    pub fn otlp(exporter: OtlpExporter) -> Self {
+        Self::with_exporter(Exporter::Otlp(Arc::new(exporter)), [DEFAULT_TARGET_PREFIX])
+    }
+
+    fn with_exporter<I, P>(exporter: Exporter, prefixes: I) -> Self
+    where
+        I: IntoIterator<Item = P>,
+        P: Into<String>,
+    {
         Self {
             shared: Arc::new(Shared {
                 slot: RwLock::new(None),
-                sender,
+                exporter,
                 prefixes: prefixes.into_iter().map(Into::into).collect(),
             }),
         }
@@ -188,8 +216,14 @@ impl XrayLayer {
 
 impl XrayHandle {
     /// Sets (or clears, with `None`) the trace context for spans created from now on.
-    /// Call at the start of each invocation with the parsed `Context.xray_trace_id`.
+    /// Call at the start of each invocation with the parsed `Context.xray_trace_id`. With
+    /// OTLP, an invocation without one gets a trace of its own (OpenTelemetry's default
+    /// parent-based sampler does the same); an unsampled header still means nothing is sent.
     pub fn set_invocation(&self, ctx: Option<TraceContext>) {
+        let ctx = match (&self.shared.exporter, ctx) {
+            (Exporter::Otlp(_), None) => Some(TraceContext::new_root()),
+            (_, ctx) => ctx,
+        };
         *self
             .shared
             .slot
@@ -197,19 +231,43 @@ impl XrayHandle {
             .unwrap_or_else(PoisonError::into_inner) = ctx.map(Arc::new);
     }
 
+    /// The OTLP exporter, when spans go to one.
+    pub fn otlp(&self) -> Option<&OtlpExporter> {
+        match &self.shared.exporter {
+            Exporter::Otlp(otlp) => Some(otlp),
+            Exporter::Xray(_) => None,
+        }
+    }
+
+    /// Exports the spans buffered for OTLP (no-op for X-Ray, whose documents leave as each
+    /// span closes), within `deadline`.
+    #[cfg(feature = "lambda")]
+    pub async fn flush(&self, deadline: Option<std::time::Instant>) {
+        if let Some(otlp) = self.otlp() {
+            otlp.flush(deadline).await;
+        }
+    }
+
     /// The context currently in the slot.
     pub fn current(&self) -> Option<TraceContext> {
         self.shared.current().map(|c| (*c).clone())
     }
 
-    /// Documents dropped (daemon unreachable, socket busy, oversize).
+    /// Documents (or OTLP spans) dropped: daemon or collector unreachable, socket busy,
+    /// oversize, buffer full.
     pub fn dropped(&self) -> u64 {
-        self.shared.sender.dropped()
+        match &self.shared.exporter {
+            Exporter::Xray(sender) => sender.dropped(),
+            Exporter::Otlp(otlp) => otlp.dropped(),
+        }
     }
 
-    /// Datagrams handed to the OS.
+    /// Datagrams handed to the OS (or OTLP spans the collector accepted).
     pub fn sent(&self) -> u64 {
-        self.shared.sender.sent()
+        match &self.shared.exporter {
+            Exporter::Xray(sender) => sender.sent(),
+            Exporter::Otlp(otlp) => otlp.exported(),
+        }
     }
 }
 
@@ -310,6 +368,15 @@ pub fn install_global(handle: XrayHandle) -> bool {
 pub fn set_invocation(ctx: Option<TraceContext>) {
     if let Some(handle) = GLOBAL.get() {
         handle.set_invocation(ctx);
+    }
+}
+
+/// Exports the spans the globally installed layer buffered for OTLP (see
+/// [`XrayHandle::flush`]); call before each invocation returns.
+#[cfg(feature = "lambda")]
+pub async fn flush(deadline: Option<std::time::Instant>) {
+    if let Some(handle) = GLOBAL.get() {
+        handle.flush(deadline).await;
     }
 }
 

@@ -60,6 +60,22 @@ impl TraceContext {
         })
     }
 
+    /// A new trace of our own (sampled, no parent), for invocations that bring none when spans
+    /// go to an OpenTelemetry collector: X-Ray's id format (epoch seconds, then 96 random
+    /// bits), which AWS's collectors require.
+    pub(crate) fn new_root() -> Self {
+        let secs = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let random =
+            (u128::from(super::ids::next_u64()) << 32) | u128::from(super::ids::next_u64() as u32);
+        Self {
+            root: format!("1-{:08x}-{random:024x}", secs as u32),
+            parent: String::new(),
+            sampled: true,
+        }
+    }
+
     /// The trace id, `1-5759e988-bd862e3fe1be46a994272793`.
     pub fn root(&self) -> &str {
         &self.root
