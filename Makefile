@@ -35,7 +35,7 @@ LAMBDA_DIR := target/lambda
 CARGO_LAMBDA_BUILD := $(CARGO) lambda build --release --bin renditions-lambda --output-format zip
 
 .PHONY: all deps py-deps deploy-deps arm64-target build-native demo test lint fmt bench bench-peers quality \
-        check-corpus peerfix build build-arm64 build-x86_64 test-arm64 test-rie test-rie-arm64 hostile-inputs qemu-deps \
+        check-corpus peerfix build build-arm64 build-x86_64 test-arm64 test-rie test-rie-arm64 test-watch hostile-inputs qemu-deps \
         sam-build deploy loadtest loadtest-smoke bench-traces \
         fuzz-deps fuzz-smoke clean
 
@@ -178,6 +178,11 @@ test-rie: build-x86_64 py-deps hostile-inputs
 SAM_BOOTSTRAP := .aws-sam/build/RenditionsFunction/bootstrap
 test-rie-arm64: sam-build py-deps hostile-inputs qemu-deps
 	RIE_BOOTSTRAP="$(CURDIR)/$(SAM_BOOTSTRAP)" $(RIE_TEST)
+
+## test-watch: the function under `cargo lambda watch` (it runs `cargo run`: the dev build that
+## `make test` made), invoked by `cargo lambda invoke` with the official fixtures (tests/watch_test.py)
+test-watch: deploy-deps py-deps
+	WATCH_REQUIRED=1 DEPLOY_VENV="$(DEPLOY_VENV)" $(PYTHON) -m pytest -q -s -rs tests/watch_test.py
 
 ## hostile-inputs: every input of tests/hostile.rs written to HOSTILE_INPUTS (its HOSTILE_DUMP)
 hostile-inputs:
