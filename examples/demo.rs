@@ -316,7 +316,12 @@ fn describe(outcome: &Outcome) -> String {
         Outcome::Rejected { kind, reason, .. } | Outcome::Unreadable { kind, reason, .. } => {
             format!("{kind}: {reason}")
         }
-        Outcome::Skipped(r) | Outcome::Failed(r) | Outcome::Internal(r) => r.clone(),
+        Outcome::Skipped(r)
+        | Outcome::Guarded(r)
+        | Outcome::Unchanged(r)
+        | Outcome::Failed(r)
+        | Outcome::Internal(r) => r.clone(),
+        Outcome::Removed(keys) => format!("deleted {}", keys.join(", ")),
         Outcome::Rendered(_) => String::new(),
     }
 }

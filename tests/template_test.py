@@ -376,12 +376,34 @@ def test_function_policies_are_least_privilege(tpl):
             if acts:
                 bad = references(st.get("Resource")) & buckets
                 assert not bad, f"S3 statement Resource references bucket resource(s) {bad}: cycle (E3004)"
-                assert all(str(r).endswith("/*") or "/*" in json.dumps(r) for r in as_list(st["Resource"])), (
-                    f"S3 statement must be limited to objects (bucket/*): {st['Resource']!r}"
-                )
+                if acts == {"s3:ListBucket"}:
+                    # Bucket-level, only so missing keys answer 404 (HEAD checks): the two
+                    # buckets of this stack, nothing else.
+                    assert len(as_list(st["Resource"])) == 2, st["Resource"]
+                    text = json.dumps(st["Resource"])
+                    assert "/*" not in text and "-source" in text and "-renditions" in text, text
+                else:
+                    assert all(str(r).endswith("/*") or "/*" in json.dumps(r) for r in as_list(st["Resource"])), (
+                        f"S3 statement must be limited to objects (bucket/*): {st['Resource']!r}"
+                    )
             s3_actions |= acts
     if s3_actions:  # explicit statements
-        assert s3_actions == {"s3:GetObject", "s3:GetObjectVersion", "s3:PutObject"}, sorted(s3_actions)
+        # s3:DeleteObject only with OnSourceDelete=delete (test_delete_object_only_when_deleting).
+        assert s3_actions <= {
+            "s3:GetObject", "s3:GetObjectVersion", "s3:PutObject", "s3:DeleteObject", "s3:ListBucket"
+        }, sorted(s3_actions)
+        fn_name, _ = the_function(tpl)
+        for mode, extra in (("keep", set()), ("delete", {"s3:DeleteObject"})):
+            deployed = {
+                a
+                for _, st in policy_statements(deployed_props(tpl, fn_name, OnSourceDelete=mode).get("Policies", []))
+                for a in as_list(st["Action"])
+                if isinstance(a, str) and a.startswith("s3:")
+            }
+            assert deployed == {"s3:GetObject", "s3:GetObjectVersion", "s3:PutObject", "s3:ListBucket"} | extra, (
+                mode,
+                sorted(deployed),
+            )
 
 
 # --------------------------------------------------------------------------- failure handling
@@ -504,7 +526,8 @@ def test_sqs_ingestion(tpl):
 
 def test_outputs(tpl):
     outs = tpl.get("Outputs", {})
-    for key in ("SourceBucket", "DestinationBucket", "FunctionArn", "FunctionName", "DeadLetterQueueUrl"):
+    for key in ("SourceBucket", "DestinationBucket", "FunctionArn", "FunctionName", "DeadLetterQueueUrl",
+                "BackfillBatchRoleArn", "BackfillOpsBucket", "BackfillCommand"):
         assert key in outs, f"output {key} missing"
 
 
@@ -697,3 +720,232 @@ def test_checkov_clean(tpl_path):
     skipped = {(c["check_id"], c["resource"].split(".")[-1]) for c in report["results"]["skipped_checks"]}
     declared = {(s["id"], name) for name, s in _checkov_skips(load_template(tpl_path))}
     assert skipped == declared, f"skips checkov applied {sorted(skipped)} != skips in the template {sorted(declared)}"
+
+
+# --------------------------------------------------------------------------- OnSourceDelete
+
+PSEUDO = {"AWS::StackName": "stk", "AWS::AccountId": "123456789012", "AWS::Partition": "aws", "AWS::Region": "eu-west-1"}
+
+
+def render(t: dict, node, params: dict | None = None):
+    """evaluate(), then Fn::Sub strings filled in (pseudo parameters from PSEUDO, attributes
+    as "<Resource.Attr>"), so a test can compare the string a deploy with `params` sees."""
+
+    def r(v):
+        if isinstance(v, dict) and len(v) == 1:
+            (k, x), = v.items()
+            if k == "Fn::Sub":
+                text, variables = (x, {}) if isinstance(x, str) else (x[0], {n: r(e) for n, e in x[1].items()})
+
+                def fill(m):
+                    name = m.group(1)
+                    if name in variables:
+                        return variables[name]
+                    return PSEUDO.get(name, f"<{name}>")
+
+                return re.sub(r"\$\{([^!}][^}]*)\}", fill, text)
+            if k == "Ref" and x in PSEUDO:
+                return PSEUDO[x]
+            if k == "Fn::GetAtt":
+                return "<{}.{}>".format(*(x if isinstance(x, list) else x.split(".", 1)))
+        if isinstance(v, dict):
+            return {k: r(x) for k, x in v.items()}
+        if isinstance(v, list):
+            return [r(x) for x in v]
+        return v
+
+    return r(evaluate(t, node, params or {}))
+
+
+def _source_bucket_id(t: dict) -> str:
+    src = [k for k, b in resources(t, "AWS::S3::Bucket").items() if "NotificationConfiguration" in b["Properties"]]
+    assert len(src) == 1, src
+    return src[0]
+
+
+def _destination_bucket_id(t: dict) -> str:
+    dst = [k for k in resources(t, "AWS::S3::Bucket") if k != _source_bucket_id(t)]
+    assert len(dst) == 1, dst
+    return dst[0]
+
+
+def bucket_name(t: dict, logical_id: str, params: dict | None = None) -> str:
+    return render(t, t["Resources"][logical_id]["Properties"]["BucketName"], params)
+
+
+# Explicit names and generated ones ("stk-123456789012-source" / "-renditions").
+NAME_CASES = [{}, {"SourceBucketName": "my-uploads", "DestinationBucketName": "my-renditions"}]
+
+
+def test_on_source_delete_parameter_and_env(tpl):
+    if not _single_template(tpl):
+        pytest.skip("OnSourceDelete lives in the single template")
+    param = tpl["Parameters"].get("OnSourceDelete")
+    assert param and param["Type"] == "String", "missing String parameter OnSourceDelete"
+    assert param.get("Default") == "keep", "deleting renditions must be opt-in"
+    assert param.get("AllowedValues") == ["keep", "delete"], param.get("AllowedValues")
+    assert tpl["Conditions"]["DeletesRenditions"] == {"Fn::Equals": [{"Ref": "OnSourceDelete"}, "delete"]}
+    env = function_props(tpl)["Environment"]["Variables"]
+    assert env.get("ON_SOURCE_DELETE") == {"Ref": "OnSourceDelete"}, env.get("ON_SOURCE_DELETE")
+
+
+def test_on_source_delete_values_are_parsed(tpl):
+    """Once the function reads ON_SOURCE_DELETE, it must accept every value the template can pass."""
+    if not _single_template(tpl):
+        pytest.skip("OnSourceDelete lives in the single template")
+    param = tpl["Parameters"]["OnSourceDelete"]
+    sources = {p: p.read_text() for p in (ROOT / "src").rglob("*.rs")}
+    readers = [p for p, text in sources.items() if "ON_SOURCE_DELETE" in text]
+    if not readers:
+        pytest.skip("the function does not read ON_SOURCE_DELETE yet (src/)")
+    code = "".join(sources.values())
+    for value in param["AllowedValues"]:
+        assert f'"{value}"' in code, f"ON_SOURCE_DELETE={value} is not parsed anywhere in src/"
+
+
+@pytest.mark.parametrize("ingestion,key", [("direct", "LambdaConfigurations"), ("sqs", "QueueConfigurations")])
+@pytest.mark.parametrize("filters", [{}, {"KeyPrefix": "uploads/"}, {"KeySuffix": ".jpg"},
+                                     {"KeyPrefix": "uploads/", "KeySuffix": ".jpg"}])
+def test_object_removed_notification(tpl, ingestion, key, filters):
+    """OnSourceDelete=delete: ObjectRemoved:* goes to the same target as ObjectCreated:*, with
+    the same key filters, in both ingestion modes; keep: ObjectCreated:* only."""
+    if not _single_template(tpl):
+        pytest.skip("Ingestion/OnSourceDelete live in the single template")
+    src = _source_bucket_id(tpl)
+    other = "QueueConfigurations" if key == "LambdaConfigurations" else "LambdaConfigurations"
+    target = "Function" if key == "LambdaConfigurations" else "Queue"
+    for mode in ("keep", "delete"):
+        params = {"Ingestion": ingestion, "OnSourceDelete": mode, **filters}
+        nc = deployed_props(tpl, src, **params)["NotificationConfiguration"]
+        assert other not in nc, f"{ingestion}/{mode}: unexpected {other}"
+        configs = {c["Event"]: c for c in nc[key]}
+        expected = {"s3:ObjectCreated:*"} | ({"s3:ObjectRemoved:*"} if mode == "delete" else set())
+        assert set(configs) == expected and len(nc[key]) == len(expected), (ingestion, mode, nc[key])
+        created = configs["s3:ObjectCreated:*"]
+        if filters:
+            rules = {r["Name"]: r["Value"] for r in created["Filter"]["S3Key"]["Rules"]}
+            assert rules == {k.removeprefix("Key").lower(): v for k, v in filters.items()}, rules
+        else:
+            assert "Filter" not in created, "no filter parameters, but a Filter is emitted"
+        if mode == "delete":
+            removed = configs["s3:ObjectRemoved:*"]
+            assert removed[target] == created[target], "ObjectRemoved must go to the same target"
+            assert removed.get("Filter") == created.get("Filter"), "ObjectRemoved must use the same key filters"
+            assert set(removed) == set(created), (removed, created)
+
+
+def _bucket_of(t: dict, resource_node, params: dict) -> str:
+    """The bucket name in an S3 ARN (arn:aws:s3:::<bucket>[/...]) as deployed with params."""
+    arn = render(t, resource_node, params)
+    m = re.fullmatch(r"arn:aws:s3:::([^/]+)(/.*)?", arn)
+    assert m, f"not an S3 ARN: {arn!r}"
+    return m.group(1)
+
+
+def test_delete_object_only_when_deleting(tpl, monkeypatch):
+    """s3:DeleteObject is granted only with OnSourceDelete=delete, only to the function, only on
+    the destination bucket's objects; s3:DeleteObjectVersion (which would destroy the history
+    the versioned bucket keeps) never."""
+    if not _single_template(tpl):
+        pytest.skip("OnSourceDelete lives in the single template")
+    fn_name, _ = the_function(tpl)
+    assert "s3:DeleteObjectVersion" not in json.dumps(tpl)
+    # In the template: every DeleteObject statement is the true branch of !If DeletesRenditions.
+    for path, st in policy_statements(tpl):
+        if "s3:DeleteObject" in as_list(st["Action"]):
+            assert path[:2] == ("Resources", fn_name), f"DeleteObject outside the function: {path}"
+            parent = tpl
+            for p in path[:-1]:
+                parent = parent[p]
+            assert path[-1] == 1 and isinstance(parent, list) and parent[0] == "DeletesRenditions", path
+    for params in NAME_CASES:
+        for ingestion in ("direct", "sqs"):
+            base = {**params, "Ingestion": ingestion}
+            assert "s3:DeleteObject" not in json.dumps(evaluate(tpl, tpl["Resources"], {**base, "OnSourceDelete": "keep"}))
+            deleting = [
+                (path, st) for path, st in policy_statements(evaluate(tpl, tpl["Resources"], {**base, "OnSourceDelete": "delete"}))
+                if "s3:DeleteObject" in as_list(st["Action"])
+            ]
+            assert len(deleting) == 1, deleting
+            path, st = deleting[0]
+            assert path[0] == fn_name, path
+            assert as_list(st["Action"]) == ["s3:DeleteObject"], st["Action"]
+            assert st["Effect"] == "Allow"
+            for res in as_list(st["Resource"]):
+                assert render(tpl, res, base).endswith("/*"), res
+                assert _bucket_of(tpl, res, base) == bucket_name(tpl, _destination_bucket_id(tpl), base)
+    # The SAM expansion keeps the statement conditional (on the function's role).
+    if HAVE_CFNLINT:
+        out = sam_translate(tpl, monkeypatch)
+        for mode in ("keep", "delete"):
+            roles = json.dumps(evaluate(out, resources(out, "AWS::IAM::Role"), {"OnSourceDelete": mode}))
+            assert ("s3:DeleteObject" in roles) == (mode == "delete"), mode
+
+
+# --------------------------------------------------------------------------- backfill (S3 Batch Operations)
+
+
+def test_backfill_batch_role(tpl):
+    if not _single_template(tpl):
+        pytest.skip("the backfill role lives in the single template")
+    fn_name, _ = the_function(tpl)
+    role = tpl["Resources"].get("BackfillBatchRole")
+    assert role and role["Type"] == "AWS::IAM::Role", "missing AWS::IAM::Role BackfillBatchRole"
+    props = role["Properties"]
+    assert not props.get("ManagedPolicyArns"), "the backfill role needs no managed policy"
+    trust = props["AssumeRolePolicyDocument"]["Statement"]
+    assert len(trust) == 1, trust
+    assert trust[0]["Effect"] == "Allow" and trust[0]["Action"] == "sts:AssumeRole", trust[0]
+    assert trust[0]["Principal"] == {"Service": "batchoperations.s3.amazonaws.com"}, trust[0]["Principal"]
+
+    statements = [st for _, st in policy_statements(props["Policies"])]
+    by_action: dict[str, list] = {}
+    for st in statements:
+        assert st["Effect"] == "Allow"
+        for a in as_list(st["Action"]):
+            by_action.setdefault(a, []).extend(as_list(st["Resource"]))
+    assert set(by_action) == {"lambda:InvokeFunction", "s3:GetObject", "s3:GetObjectVersion", "s3:PutObject",
+                              "s3:GetBucketLocation"}, sorted(by_action)
+    invoke = by_action["lambda:InvokeFunction"]
+    assert references(invoke) == {fn_name}, references(invoke)
+    assert sorted(render(tpl, r) for r in invoke) == [f"<{fn_name}.Arn>", f"<{fn_name}.Arn>:*"]
+
+    src_id, dst_id = _source_bucket_id(tpl), _destination_bucket_id(tpl)
+    s3_statements = [st for st in statements if any(a.startswith("s3:") for a in as_list(st["Action"]))]
+    for st in s3_statements:
+        refs = references(st)
+        assert not refs & {src_id, "SourceBucketName"}, f"{st.get('Sid')}: references the source bucket ({refs})"
+    # Resolved: manifests read and reports written under the ops bucket's renditions/ prefixes;
+    # the ops bucket is BackfillOpsBucketName, else the destination bucket, never the source.
+    for params in NAME_CASES + [{**NAME_CASES[1], "BackfillOpsBucketName": "my-ops"}, {"BackfillOpsBucketName": "my-ops"}]:
+        ops = params.get("BackfillOpsBucketName") or bucket_name(tpl, dst_id, params)
+        assert render(tpl, tpl["Outputs"]["BackfillOpsBucket"]["Value"], params) == ops
+        arns = {a: sorted(render(tpl, r, params) for r in rs) for a, rs in by_action.items() if a.startswith("s3:")}
+        assert arns == {
+            "s3:GetObject": [f"arn:aws:s3:::{ops}/renditions/manifests/*"],
+            "s3:GetObjectVersion": [f"arn:aws:s3:::{ops}/renditions/manifests/*"],
+            "s3:PutObject": [f"arn:aws:s3:::{ops}/renditions/reports/*"],
+            "s3:GetBucketLocation": [f"arn:aws:s3:::{ops}"],
+        }, (params, arns)
+        assert bucket_name(tpl, src_id, params) not in json.dumps(arns), (params, arns)
+    # An explicit ops bucket equal to an explicit source bucket is refused before deploying.
+    rule = json.dumps(tpl.get("Rules", {}))
+    assert '"BackfillOpsBucketName"' in rule and '"SourceBucketName"' in rule, "no rule keeping the ops bucket off the source"
+
+
+def test_backfill_outputs(tpl):
+    if not _single_template(tpl):
+        pytest.skip("the backfill role lives in the single template")
+    fn_name, _ = the_function(tpl)
+    outs = tpl["Outputs"]
+    assert outs["BackfillBatchRoleArn"]["Value"] == {"Fn::GetAtt": ["BackfillBatchRole", "Arn"]}
+    assert outs["FunctionArn"]["Value"] == {"Fn::GetAtt": [fn_name, "Arn"]}
+    src_id, dst_id = _source_bucket_id(tpl), _destination_bucket_id(tpl)
+    for params in NAME_CASES + [{"BackfillOpsBucketName": "my-ops"}]:
+        source = bucket_name(tpl, src_id, params)
+        ops = params.get("BackfillOpsBucketName") or bucket_name(tpl, dst_id, params)
+        assert render(tpl, outs["BackfillCommand"]["Value"], params) == (
+            f"renditions backfill s3://{source}/ --manifest-out manifest.csv --function-arn <{fn_name}.Arn> "
+            f"--role-arn <BackfillBatchRole.Arn> --report-bucket {ops}"
+        ), params
+    assert render(tpl, outs["BackfillCommand"]["Value"]).startswith("renditions backfill s3://stk-123456789012-source/ ")

@@ -1,6 +1,8 @@
-//! Trigger payloads → the objects to process, and (in [`keys`]) the key policy. One binary serves three triggers (S3 → Lambda,
-//! S3 → SQS → Lambda, S3 → EventBridge → Lambda), so the payload arrives as raw JSON and its
-//! shape is detected here; object keys are decoded from S3's form-style URL encoding.
+//! Trigger payloads → the objects to process, and (in [`keys`]) the key policy. One binary serves
+//! four triggers (S3 → Lambda, S3 → SQS → Lambda, S3 → EventBridge → Lambda, and S3 Batch
+//! Operations jobs for backfills), so the payload arrives as raw JSON and its shape is detected
+//! here; object keys are decoded from S3's form-style URL encoding (Batch sends them encoded the
+//! same way: docs/backfill.md).
 //!
 //! Parsing never fails on a single bad record: it becomes [`Entry::Malformed`] and the handler
 //! decides what that means for the invocation (see `handler`).
@@ -20,6 +22,8 @@ pub enum Trigger {
     EventBridge,
     /// The `s3:TestEvent` S3 sends when a notification is configured.
     TestEvent,
+    /// An S3 Batch Operations `LambdaInvoke` task list (schema 1.0 or 2.0): answered per task.
+    Batch,
 }
 
 impl Trigger {
@@ -30,6 +34,7 @@ impl Trigger {
             Trigger::Sqs => "sqs",
             Trigger::EventBridge => "eventbridge",
             Trigger::TestEvent => "s3-test-event",
+            Trigger::Batch => "s3-batch",
         }
     }
 }
@@ -55,18 +60,37 @@ pub struct ObjectRef {
 pub enum Entry {
     /// An object to render.
     Object(ObjectRef),
+    /// An object that was deleted (`ObjectRemoved:*`, EventBridge "Object Deleted"): its
+    /// renditions go too when `ON_SOURCE_DELETE=delete`.
+    Removed(ObjectRef),
     /// Not for us (test event, deletion, …): acknowledged with an info log.
     Ignored(String),
     /// Could not be understood (missing bucket or key, bad JSON body, …).
     Malformed(String),
 }
 
-/// A unit of acknowledgement: one SQS message, or the whole event for the other triggers.
+/// A unit of acknowledgement: one SQS message, one Batch task, or the whole event for the other
+/// triggers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Message {
-    /// The SQS `messageId` (the `itemIdentifier` of a batch item failure).
+    /// The SQS `messageId` (the `itemIdentifier` of a batch item failure), or the Batch
+    /// `taskId`.
     pub id: Option<String>,
     pub entries: Vec<Entry>,
+    /// SQS `ApproximateReceiveCount` > 1: the message was delivered before, so its objects may
+    /// already be rendered (checked before rendering again).
+    pub redelivered: bool,
+}
+
+/// What an S3 Batch Operations invocation says besides its tasks (echoed in the answer).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchJob {
+    /// `1.0` or `2.0`.
+    pub schema_version: String,
+    pub invocation_id: String,
+    pub job_id: Option<String>,
+    /// `userArguments.force` (schema 2.0): render even when the renditions are up to date.
+    pub force: bool,
 }
 
 /// A parsed invocation payload.
@@ -74,6 +98,8 @@ pub struct Message {
 pub struct ParsedEvent {
     pub trigger: Trigger,
     pub messages: Vec<Message>,
+    /// For [`Trigger::Batch`]: the job's invocation (one message per task).
+    pub batch: Option<BatchJob>,
 }
 
 impl ParsedEvent {
@@ -95,6 +121,9 @@ pub struct EventError(pub String);
 
 /// Detects the payload's shape and extracts its objects.
 pub fn parse(event: &Value) -> Result<ParsedEvent, EventError> {
+    if event.get("invocationSchemaVersion").is_some() && event.get("tasks").is_some() {
+        return parse_batch(event);
+    }
     if let Some(records) = event.get("Records").and_then(Value::as_array) {
         let is_sqs = |r: &Value| {
             r.get("eventSource").and_then(Value::as_str) == Some("aws:sqs")
@@ -105,6 +134,7 @@ pub fn parse(event: &Value) -> Result<ParsedEvent, EventError> {
             return Ok(ParsedEvent {
                 trigger: Trigger::Sqs,
                 messages,
+                batch: None,
             });
         }
         if records.iter().any(is_sqs) {
@@ -117,7 +147,9 @@ pub fn parse(event: &Value) -> Result<ParsedEvent, EventError> {
             messages: vec![Message {
                 id: None,
                 entries: records.iter().map(parse_s3_record).collect(),
+                redelivered: false,
             }],
+            batch: None,
         });
     }
     if is_test_event(event) {
@@ -126,7 +158,9 @@ pub fn parse(event: &Value) -> Result<ParsedEvent, EventError> {
             messages: vec![Message {
                 id: None,
                 entries: vec![test_event_entry(event)],
+                redelivered: false,
             }],
+            batch: None,
         });
     }
     if is_eventbridge(event) {
@@ -135,7 +169,9 @@ pub fn parse(event: &Value) -> Result<ParsedEvent, EventError> {
             messages: vec![Message {
                 id: None,
                 entries: vec![parse_eventbridge(event)],
+                redelivered: false,
             }],
+            batch: None,
         });
     }
     Err(EventError(describe(event)))
@@ -146,8 +182,9 @@ fn describe(event: &Value) -> String {
         Value::Object(map) => {
             let keys: Vec<&str> = map.keys().map(String::as_str).take(8).collect();
             format!(
-                "expected an S3 notification (Records[].s3), an SQS batch (Records[].body) or an \
-                 EventBridge event from aws.s3; got an object with keys [{}]",
+                "expected an S3 notification (Records[].s3), an SQS batch (Records[].body), an \
+                 EventBridge event from aws.s3 or an S3 Batch Operations invocation \
+                 (invocationSchemaVersion, tasks); got an object with keys [{}]",
                 keys.join(", ")
             )
         }
@@ -208,8 +245,11 @@ fn parse_s3_record(r: &Value) -> Entry {
     }
     // MinIO and some emulators prefix the name with `s3:`.
     let name = event_name.strip_prefix("s3:").unwrap_or(event_name);
-    if !name.starts_with("ObjectCreated:") {
-        return Entry::Ignored(format!("event {event_name:?} is not ObjectCreated"));
+    let removed = name.starts_with("ObjectRemoved:");
+    if !name.starts_with("ObjectCreated:") && !removed {
+        return Entry::Ignored(format!(
+            "event {event_name:?} is neither ObjectCreated nor ObjectRemoved"
+        ));
     }
     let Some(bucket) = non_empty(str_at(r, &["s3", "bucket", "name"])) else {
         return Entry::Malformed(format!("{event_name} record without s3.bucket.name"));
@@ -219,14 +259,22 @@ fn parse_s3_record(r: &Value) -> Entry {
             "{event_name} record in {bucket} without s3.object.key"
         ));
     };
-    object_entry(
+    let entry = object_entry(
         bucket,
         raw_key,
         non_empty(str_at(r, &["s3", "object", "versionId"])),
         non_empty(str_at(r, &["s3", "object", "eTag"])),
         u64_at(r, &["s3", "object", "size"]),
         name.to_owned(),
-    )
+    );
+    if removed { into_removed(entry) } else { entry }
+}
+
+fn into_removed(entry: Entry) -> Entry {
+    match entry {
+        Entry::Object(o) => Entry::Removed(o),
+        other => other,
+    }
 }
 
 fn object_entry(
@@ -258,27 +306,108 @@ fn parse_eventbridge(v: &Value) -> Entry {
     if source != "aws.s3" {
         return Entry::Ignored(format!("EventBridge event from {source:?}, not aws.s3"));
     }
-    if detail_type != "Object Created" {
+    let removed = detail_type == "Object Deleted";
+    if detail_type != "Object Created" && !removed {
         return Entry::Ignored(format!(
-            "EventBridge {detail_type:?} event is not Object Created"
+            "EventBridge {detail_type:?} event is neither Object Created nor Object Deleted"
         ));
     }
     let detail = &v["detail"];
     let Some(bucket) = non_empty(str_at(detail, &["bucket", "name"])) else {
-        return Entry::Malformed("Object Created event without detail.bucket.name".into());
+        return Entry::Malformed(format!("{detail_type} event without detail.bucket.name"));
     };
     let Some(raw_key) = str_at(detail, &["object", "key"]) else {
         return Entry::Malformed(format!(
-            "Object Created event in {bucket} without detail.object.key"
+            "{detail_type} event in {bucket} without detail.object.key"
         ));
     };
-    object_entry(
+    let entry = object_entry(
         bucket,
         raw_key,
         non_empty(str_at(detail, &["object", "version-id"])),
         non_empty(str_at(detail, &["object", "etag"])),
         u64_at(detail, &["object", "size"]),
         detail_type.to_owned(),
+    );
+    if removed { into_removed(entry) } else { entry }
+}
+
+/// An S3 Batch Operations `LambdaInvoke` payload (schema 1.0: `s3BucketArn`; 2.0: `s3Bucket` and
+/// `job.userArguments`). What the answer needs (schema, invocation id, task ids) must be there, or
+/// the whole payload is refused; a task without a key or bucket is answered as a permanent
+/// failure of that task.
+fn parse_batch(event: &Value) -> Result<ParsedEvent, EventError> {
+    let schema_version = str_at(event, &["invocationSchemaVersion"]).unwrap_or_default();
+    if schema_version != "1.0" && schema_version != "2.0" {
+        return Err(EventError(format!(
+            "S3 Batch Operations invocation with invocationSchemaVersion {}: only 1.0 and 2.0 \
+             are known",
+            event["invocationSchemaVersion"]
+        )));
+    }
+    let Some(invocation_id) = non_empty(str_at(event, &["invocationId"])) else {
+        return Err(EventError(
+            "S3 Batch Operations invocation without an invocationId".into(),
+        ));
+    };
+    let Some(tasks) = event.get("tasks").and_then(Value::as_array) else {
+        return Err(EventError(
+            "S3 Batch Operations invocation whose tasks is not an array".into(),
+        ));
+    };
+    let force = match event.pointer("/job/userArguments/force") {
+        Some(Value::Bool(b)) => *b,
+        Some(Value::String(s)) => {
+            matches!(s.trim().to_ascii_lowercase().as_str(), "true" | "1" | "yes")
+        }
+        _ => false,
+    };
+    let mut messages = Vec::with_capacity(tasks.len());
+    for (i, task) in tasks.iter().enumerate() {
+        let Some(task_id) = non_empty(str_at(task, &["taskId"])) else {
+            return Err(EventError(format!(
+                "S3 Batch Operations task {i} has no taskId (its result could not be reported)"
+            )));
+        };
+        messages.push(Message {
+            id: Some(task_id),
+            entries: vec![batch_task_entry(task)],
+            redelivered: false,
+        });
+    }
+    Ok(ParsedEvent {
+        trigger: Trigger::Batch,
+        messages,
+        batch: Some(BatchJob {
+            schema_version: schema_version.to_owned(),
+            invocation_id,
+            job_id: non_empty(str_at(event, &["job", "id"])),
+            force,
+        }),
+    })
+}
+
+fn batch_task_entry(task: &Value) -> Entry {
+    // 2.0 names the bucket; 1.0 gives its ARN, `arn:aws:s3:::b` or `arn:aws:s3:region:acct:b`
+    // (bucket names have no `:`, so the name is what follows the last one).
+    let bucket = non_empty(str_at(task, &["s3Bucket"])).or_else(|| {
+        str_at(task, &["s3BucketArn"])
+            .and_then(|arn| arn.rsplit(':').next())
+            .and_then(|b| non_empty(Some(b)))
+    });
+    let Some(bucket) = bucket else {
+        return Entry::Malformed("S3 Batch task without s3Bucket or s3BucketArn".into());
+    };
+    let Some(raw_key) = str_at(task, &["s3Key"]) else {
+        return Entry::Malformed(format!("S3 Batch task in {bucket} without s3Key"));
+    };
+    object_entry(
+        bucket,
+        raw_key,
+        non_empty(str_at(task, &["s3VersionId"])),
+        None,
+        None,
+        "BatchTask".to_owned(),
     )
 }
 
@@ -286,6 +415,9 @@ fn parse_eventbridge(v: &Value) -> Entry {
 /// delivered to SQS, or either of those inside an SNS envelope).
 fn parse_sqs_record(r: &Value) -> Message {
     let id = non_empty(str_at(r, &["messageId"]));
+    let redelivered = str_at(r, &["attributes", "ApproximateReceiveCount"])
+        .and_then(|n| n.trim().parse::<u64>().ok())
+        .is_some_and(|n| n > 1);
     let entries = match str_at(r, &["body"]) {
         None => vec![Entry::Malformed("SQS message without a string body".into())],
         Some(body) => match serde_json::from_str::<Value>(body) {
@@ -295,7 +427,11 @@ fn parse_sqs_record(r: &Value) -> Message {
             Ok(body) => parse_body(&body, true),
         },
     };
-    Message { id, entries }
+    Message {
+        id,
+        entries,
+        redelivered,
+    }
 }
 
 fn parse_body(body: &Value, allow_sns: bool) -> Vec<Entry> {
@@ -394,7 +530,7 @@ mod tests {
         assert_eq!(objects[0].event_name, "ObjectCreated:Put");
         assert_eq!(objects[1].key, "red flower.jpg");
         assert!(
-            matches!(&p.messages[0].entries[2], Entry::Ignored(r) if r.contains("ObjectRemoved:Delete"))
+            matches!(&p.messages[0].entries[2], Entry::Removed(o) if o.event_name == "ObjectRemoved:Delete")
         );
     }
 
@@ -515,6 +651,12 @@ mod tests {
         deleted["detail-type"] = json!("Object Deleted");
         let p = parse(&deleted).unwrap();
         assert_eq!(p.objects().count(), 0);
+        assert!(
+            matches!(&p.messages[0].entries[..], [Entry::Removed(o)] if o.key == "photos/summer 2026/beach.jpg")
+        );
+        let mut other = ev.clone();
+        other["detail-type"] = json!("Object Restore Completed");
+        let p = parse(&other).unwrap();
         assert!(matches!(&p.messages[0].entries[..], [Entry::Ignored(_)]));
     }
 
@@ -538,5 +680,70 @@ mod tests {
         assert!(parse(&json!("x")).is_err());
         let empty = parse(&json!({"Records": []})).unwrap();
         assert_eq!((empty.trigger, empty.objects().count()), (Trigger::S3, 0));
+    }
+
+    #[test]
+    fn batch_invocations_schema_1_and_2() {
+        let v2 = json!({
+            "invocationSchemaVersion": "2.0",
+            "invocationId": "YXNkbGZqYWRmaiBhc2RmdW9hZHNmZGpmaGFzbGtkaGZza2RmaAo",
+            "job": {"id": "f3cc4f60", "userArguments": {"force": "true"}},
+            "tasks": [
+                {"taskId": "t1", "s3Key": "photos/sp%20ace+plus%2Bsign%C3%BC.jpg", "s3VersionId": null, "s3Bucket": "uploads"},
+                {"taskId": "t2", "s3Key": "photos/x.jpg", "s3VersionId": "v9", "s3BucketArn": "arn:aws:s3:us-east-1:0123456788:uploads"},
+                {"taskId": "t3", "s3Key": "y.jpg", "s3VersionId": null},
+            ],
+        });
+        let p = parse(&v2).unwrap();
+        assert_eq!(p.trigger, Trigger::Batch);
+        let job = p.batch.as_ref().unwrap();
+        assert_eq!(
+            (
+                job.schema_version.as_str(),
+                job.job_id.as_deref(),
+                job.force
+            ),
+            ("2.0", Some("f3cc4f60"), true)
+        );
+        let ids: Vec<_> = p.messages.iter().map(|m| m.id.as_deref()).collect();
+        assert_eq!(ids, [Some("t1"), Some("t2"), Some("t3")]);
+        let objects: Vec<_> = p.objects().map(|(i, o)| (i, o.clone())).collect();
+        assert_eq!(objects[0].1.key, "photos/sp ace plus+signü.jpg");
+        assert_eq!(objects[0].1.bucket, "uploads");
+        assert_eq!((objects[1].0, objects[1].1.bucket.as_str()), (1, "uploads"));
+        assert_eq!(objects[1].1.version_id.as_deref(), Some("v9"));
+        assert!(
+            matches!(&p.messages[2].entries[..], [Entry::Malformed(r)] if r.contains("s3Bucket"))
+        );
+        let mut v1 = v2.clone();
+        v1["invocationSchemaVersion"] = json!("1.0");
+        v1["job"] = json!({"id": "j"});
+        let p = parse(&v1).unwrap();
+        assert!(!p.batch.unwrap().force);
+    }
+
+    #[test]
+    fn unusable_batch_invocations_are_errors_naming_the_problem() {
+        let base = json!({"invocationSchemaVersion": "2.0", "invocationId": "i", "job": {}, "tasks": [{"taskId": "t", "s3Key": "k", "s3Bucket": "b"}]});
+        let mut bad_version = base.clone();
+        bad_version["invocationSchemaVersion"] = json!("3.0");
+        let mut no_id = base.clone();
+        no_id.as_object_mut().unwrap().remove("invocationId");
+        let mut tasks_not_array = base.clone();
+        tasks_not_array["tasks"] = json!({"taskId": "t"});
+        let mut task_without_id = base.clone();
+        task_without_id["tasks"][0]
+            .as_object_mut()
+            .unwrap()
+            .remove("taskId");
+        for (event, needle) in [
+            (bad_version, "invocationSchemaVersion \"3.0\""),
+            (no_id, "invocationId"),
+            (tasks_not_array, "tasks is not an array"),
+            (task_without_id, "task 0 has no taskId"),
+        ] {
+            let e = parse(&event).unwrap_err();
+            assert!(e.0.contains(needle), "{e}");
+        }
     }
 }

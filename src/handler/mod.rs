@@ -6,9 +6,11 @@
 //! The function ([`crate::function::App`]) and the demo call [`Handler::process`] the same way;
 //! the store is generic so unit tests run it against the in-memory fake.
 
+mod freshness;
 mod object;
 mod outcome;
 mod rejection;
+mod removal;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -38,6 +40,18 @@ pub struct Handler<S> {
     pipeline: Arc<Pipeline>,
     settings: Arc<LambdaSettings>,
     renders: Arc<Semaphore>,
+    /// The rendering configuration's digest, written on every object (skip-unchanged).
+    digest: Arc<str>,
+}
+
+/// What to do with one object of the event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Work {
+    /// Render it; first check whether that was already done (`check_fresh`: Batch tasks
+    /// without `force`, SQS messages delivered before).
+    Render { check_fresh: bool },
+    /// Its source was deleted: delete its renditions (`ON_SOURCE_DELETE=delete`).
+    Remove,
 }
 
 impl<S> Clone for Handler<S> {
@@ -47,6 +61,7 @@ impl<S> Clone for Handler<S> {
             pipeline: Arc::clone(&self.pipeline),
             settings: Arc::clone(&self.settings),
             renders: Arc::clone(&self.renders),
+            digest: Arc::clone(&self.digest),
         }
     }
 }
@@ -54,12 +69,20 @@ impl<S> Clone for Handler<S> {
 impl<S: ObjectStore> Handler<S> {
     pub fn new(store: Arc<S>, pipeline: Arc<Pipeline>, settings: Arc<LambdaSettings>) -> Self {
         let renders = Arc::new(Semaphore::new(settings.concurrency.renders.max(1)));
+        let digest = freshness::config_digest(pipeline.config()).into();
         Handler {
             store,
             pipeline,
             settings,
             renders,
+            digest,
         }
+    }
+
+    /// The digest of the rendering configuration, as written in every object's
+    /// `x-amz-meta-config-digest`.
+    pub fn config_digest(&self) -> &str {
+        &self.digest
     }
 
     pub fn settings(&self) -> &LambdaSettings {
@@ -96,12 +119,23 @@ impl<S: ObjectStore> Handler<S> {
             objects: Vec::new(),
             malformed: Vec::new(),
             ignored: 0,
+            batch: parsed.batch.clone(),
         };
+        let force = parsed.batch.as_ref().is_some_and(|b| b.force);
+        let batch = parsed.batch.is_some();
         let mut jobs = Vec::new();
         for (i, message) in parsed.messages.into_iter().enumerate() {
+            let check_fresh = (batch && !force) || message.redelivered;
             for entry in message.entries {
                 match entry {
-                    Entry::Object(o) => jobs.push((i, o)),
+                    Entry::Object(o) => jobs.push((i, o, Work::Render { check_fresh })),
+                    Entry::Removed(o) if self.settings.delete_renditions => {
+                        jobs.push((i, o, Work::Remove));
+                    }
+                    Entry::Removed(o) => {
+                        info!(trigger = parsed.trigger.as_str(), bucket = %o.bucket, key = %o.key, reason = "ON_SOURCE_DELETE=keep", "ignoring a deletion");
+                        report.ignored += 1;
+                    }
                     Entry::Ignored(reason) => {
                         info!(trigger = parsed.trigger.as_str(), message_id = message.id.as_deref(), reason = %reason, "ignoring record");
                         report.ignored += 1;
@@ -116,10 +150,10 @@ impl<S: ObjectStore> Handler<S> {
         let limit = self.settings.concurrency.records.max(1);
         let mut done: Vec<(usize, ObjectReport)> =
             futures_util::stream::iter(jobs.into_iter().enumerate())
-                .map(|(order, (message, object))| async move {
+                .map(|(order, (message, object, work))| async move {
                     (
                         order,
-                        self.process_record(message, object, deadline, metrics)
+                        self.process_record(message, object, work, deadline, metrics)
                             .await,
                     )
                 })
@@ -135,11 +169,12 @@ impl<S: ObjectStore> Handler<S> {
         &self,
         message: usize,
         object: ObjectRef,
+        work: Work,
         deadline: Option<Instant>,
         metrics: &Metrics,
     ) -> ObjectReport {
         let started = Instant::now();
-        let outcome = self.record_outcome(&object, deadline, metrics).await;
+        let outcome = self.record_outcome(&object, work, deadline, metrics).await;
         ObjectReport {
             message,
             object,
@@ -151,6 +186,7 @@ impl<S: ObjectStore> Handler<S> {
     async fn record_outcome(
         &self,
         object: &ObjectRef,
+        work: Work,
         deadline: Option<Instant>,
         metrics: &Metrics,
     ) -> Outcome {
@@ -168,8 +204,12 @@ impl<S: ObjectStore> Handler<S> {
         }
         if let Some(reason) = self.settings.recursion_skip(&object.bucket, &object.key) {
             info!(bucket = %object.bucket, key = %object.key, reason = %reason, "skipping object");
-            return Outcome::Skipped(reason);
+            return Outcome::Guarded(reason);
         }
+        let check_fresh = match work {
+            Work::Remove => return self.remove(object, metrics).await,
+            Work::Render { check_fresh } => check_fresh,
+        };
         if object.key.ends_with('/') {
             let reason = "a folder marker, not an image".to_owned();
             info!(bucket = %object.bucket, key = %object.key, reason = %reason, "skipping object");
@@ -196,7 +236,7 @@ impl<S: ObjectStore> Handler<S> {
         let cutoff = deadline.map(|d| d.checked_sub(ANSWER_RESERVE).unwrap_or(d));
         let cancel = Cancel::at(cutoff);
         let work = self
-            .object_work(object, metrics, span.clone(), cancel.clone())
+            .object_work(object, check_fresh, metrics, span.clone(), cancel.clone())
             .instrument(span.clone());
         let outcome = match cutoff {
             Some(cutoff) => {

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant, SystemTime};
 use tracing::{Instrument, Span, error, info, warn};
 
 use super::Handler;
+use super::freshness::{Freshness, META_CONFIG_DIGEST, META_SOURCE_ETAG};
 use super::outcome::{Outcome, Rendered, Written};
 use crate::cancel::Cancel;
 use crate::event::ObjectRef;
@@ -26,6 +27,7 @@ impl<S: ObjectStore> Handler<S> {
     pub(super) async fn object_work(
         &self,
         object: &ObjectRef,
+        check_fresh: bool,
         metrics: &Metrics,
         span: Span,
         cancel: Cancel,
@@ -36,6 +38,9 @@ impl<S: ObjectStore> Handler<S> {
                 return Err(self
                     .reject(object, etag, "unsafe-key", reason, metrics)
                     .await);
+            }
+            if check_fresh {
+                self.skip_if_unchanged(object, metrics).await?;
             }
             let (fetched, download) = self.download(object, metrics).await?;
             let bytes_in = fetched.bytes.len() as u64;
@@ -51,6 +56,37 @@ impl<S: ObjectStore> Handler<S> {
         }
         .await;
         result.unwrap_or_else(|ended| ended)
+    }
+
+    /// Ends the object here when it was already rendered (or refused) from this source version
+    /// with this configuration; a failed check only costs the skip (the render goes ahead).
+    async fn skip_if_unchanged(&self, object: &ObjectRef, metrics: &Metrics) -> Step<()> {
+        let span = tracing::info_span!(target: "renditions::xray", "freshness");
+        match self.freshness(object).instrument(span).await {
+            Ok(Freshness::Stale) => Ok(()),
+            Ok(Freshness::Current) => {
+                metrics.image_unchanged();
+                Err(Outcome::Unchanged(format!(
+                    "renditions up to date (same source ETag, config digest {})",
+                    self.digest
+                )))
+            }
+            Ok(Freshness::RejectedBefore(kind)) => {
+                let report = self.settings.rejection_key(&object.key);
+                info!(bucket = %object.bucket, key = %object.key, kind = %kind, "refused before with this configuration: skipping");
+                Err(Outcome::Rejected {
+                    reason: format!(
+                        "refused before, same source and configuration: see the report at {report}"
+                    ),
+                    kind,
+                    report: Some(report),
+                })
+            }
+            Err(e) => {
+                warn!(bucket = %object.bucket, key = %object.key, reason = %e, "could not check for up-to-date renditions; rendering");
+                Ok(())
+            }
+        }
     }
 
     /// The current object, provided it is still the one the event announced (If-Match on its
@@ -291,9 +327,10 @@ impl<S: ObjectStore> Handler<S> {
         let mut meta = vec![
             ("source-bucket".to_owned(), object.bucket.clone()),
             keys::source_key_metadata(&object.key),
+            (META_CONFIG_DIGEST.to_owned(), self.digest.to_string()),
         ];
         if let Some(etag) = etag {
-            meta.push(("source-etag".to_owned(), etag.to_owned()));
+            meta.push((META_SOURCE_ETAG.to_owned(), etag.to_owned()));
         }
         meta
     }

@@ -1,13 +1,13 @@
 //! What one invocation did and how it answers: each object's [`Outcome`], the invocation's
-//! [`Report`], and the response Lambda gets (the SQS partial batch response, a summary, or an
-//! [`InvocationError`] that makes Lambda retry).
+//! [`Report`], and the response Lambda gets (the SQS partial batch response, the S3 Batch
+//! Operations per-task results, a summary, or an [`InvocationError`] that makes Lambda retry).
 
 use std::time::Duration;
 
 use aws_lambda_events::event::sqs::SqsBatchResponse;
 use serde_json::{Value, json};
 
-use crate::event::{EventError, ObjectRef, Trigger};
+use crate::event::{BatchJob, EventError, ObjectRef, Trigger};
 use crate::pipeline::StageTimings;
 
 /// One rendition as written.
@@ -56,8 +56,16 @@ pub enum Outcome {
         reason: String,
         report: Option<String>,
     },
-    /// Deliberately not processed (recursion guard, object changed since the event, …).
+    /// Deliberately not processed (a folder marker, object changed since the event, …).
     Skipped(String),
+    /// Not processed: the recursion guard (destination bucket or prefix, a bucket outside
+    /// `SOURCE_BUCKETS`). Counted as skipped; a Batch task gets a permanent failure.
+    Guarded(String),
+    /// Not rendered again: its renditions are there, from this source version and this
+    /// configuration (skip-unchanged).
+    Unchanged(String),
+    /// The source was deleted; these destination keys were deleted with it.
+    Removed(Vec<String>),
     /// Transient failure (S3 5xx, throttling, timeouts, deadline): retry.
     Failed(String),
     /// A fault of ours (or of a codec library) on an image we accepted: retried like a transient
@@ -72,7 +80,9 @@ impl Outcome {
             Outcome::Rendered(_) => "rendered",
             Outcome::Rejected { .. } => "rejected",
             Outcome::Unreadable { .. } => "unreadable",
-            Outcome::Skipped(_) => "skipped",
+            Outcome::Skipped(_) | Outcome::Guarded(_) => "skipped",
+            Outcome::Unchanged(_) => "unchanged",
+            Outcome::Removed(_) => "deleted",
             Outcome::Failed(_) => "failed",
             Outcome::Internal(_) => "internal",
         }
@@ -100,7 +110,12 @@ pub struct Report {
     pub malformed: Vec<(usize, String)>,
     /// Records acknowledged without work (test events, deletions, …).
     pub ignored: usize,
+    /// For S3 Batch Operations: what the answer echoes.
+    pub batch: Option<BatchJob>,
 }
+
+/// Longest `resultString` we send: it lands in a CSV completion report.
+const MAX_RESULT_STRING: usize = 1024;
 
 impl Report {
     /// Whether message `i` must be retried.
@@ -158,6 +173,8 @@ impl Report {
             "rejected": self.count("rejected"),
             "unreadable": self.count("unreadable"),
             "skipped": self.count("skipped"),
+            "unchanged": self.count("unchanged"),
+            "deleted": self.count("deleted"),
             "failed": self.count("failed"),
             "internal": self.count("internal"),
             "ignored": self.ignored,
@@ -167,6 +184,9 @@ impl Report {
     /// The invocation's answer: the partial batch response for SQS; for the other triggers
     /// the summary, or an error (so Lambda retries the event) if anything must be retried.
     pub fn response(&self) -> Result<Value, InvocationError> {
+        if let Some(job) = &self.batch {
+            return Ok(self.batch_response(job));
+        }
         if self.trigger == Trigger::Sqs {
             let mut response = SqsBatchResponse::default();
             for id in self.batch_item_failures() {
@@ -188,6 +208,83 @@ impl Report {
             )))
         }
     }
+}
+
+impl Report {
+    /// Each task's result code and string (`Succeeded`, `TemporaryFailure` so Batch retries it,
+    /// `PermanentFailure` with the reason), in task order.
+    pub fn batch_results(&self) -> Vec<(String, &'static str, String)> {
+        (0..self.message_ids.len())
+            .map(|i| {
+                let id = self.message_ids[i].clone().unwrap_or_default();
+                let (code, text) = self.task_result(i);
+                (id, code, one_line(&text, MAX_RESULT_STRING))
+            })
+            .collect()
+    }
+
+    fn task_result(&self, i: usize) -> (&'static str, String) {
+        if let Some((_, reason)) = self.malformed.iter().find(|(m, _)| *m == i) {
+            return ("PermanentFailure", format!("malformed task: {reason}"));
+        }
+        let Some(o) = self.objects.iter().find(|o| o.message == i) else {
+            return ("Succeeded", "ignored".into());
+        };
+        match &o.outcome {
+            Outcome::Rendered(r) => (
+                "Succeeded",
+                format!(
+                    "rendered: {}",
+                    r.renditions
+                        .iter()
+                        .map(|w| w.key.as_str())
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                ),
+            ),
+            Outcome::Unchanged(reason) => ("Succeeded", format!("unchanged: {reason}")),
+            Outcome::Skipped(reason) => ("Succeeded", format!("skipped: {reason}")),
+            Outcome::Removed(keys) => ("Succeeded", format!("deleted {} keys", keys.len())),
+            Outcome::Guarded(reason) => ("PermanentFailure", format!("recursion guard: {reason}")),
+            Outcome::Rejected { kind, reason, .. } | Outcome::Unreadable { kind, reason, .. } => {
+                ("PermanentFailure", format!("{kind}: {reason}"))
+            }
+            Outcome::Failed(reason) => ("TemporaryFailure", reason.clone()),
+            Outcome::Internal(reason) => ("TemporaryFailure", format!("internal error: {reason}")),
+        }
+    }
+
+    fn batch_response(&self, job: &BatchJob) -> Value {
+        let results: Vec<Value> = self
+            .batch_results()
+            .into_iter()
+            .map(|(id, code, text)| json!({"taskId": id, "resultCode": code, "resultString": text}))
+            .collect();
+        json!({
+            "invocationSchemaVersion": job.schema_version,
+            // Every task gets a result; one without would be our bug, which a retry would not fix.
+            "treatMissingKeysAs": "PermanentFailure",
+            "invocationId": job.invocation_id,
+            "results": results,
+        })
+    }
+}
+
+/// `text` on one line, at most `max` bytes (cut on a character boundary, `…` appended).
+fn one_line(text: &str, max: usize) -> String {
+    let mut s: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    if s.len() > max {
+        let mut cut = max.saturating_sub(3);
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+        s.push('…');
+    }
+    s
 }
 
 /// An invocation that failed as a whole (Lambda retries asynchronous events).

@@ -8,6 +8,7 @@ use serde_json::json;
 use tracing::{Instrument, error};
 
 use super::Handler;
+use super::freshness::META_REJECTION_KIND;
 use super::outcome::Outcome;
 use crate::event::ObjectRef;
 use crate::store::{ObjectStore, PutRequest, StoreError};
@@ -95,7 +96,11 @@ impl<S: ObjectStore> Handler<S> {
             body: bytes::Bytes::from(serde_json::to_vec_pretty(&body).unwrap_or_default()),
             content_type: "application/json".into(),
             cache_control: None,
-            metadata: self.source_metadata(object, etag),
+            metadata: {
+                let mut meta = self.source_metadata(object, etag);
+                meta.push((META_REJECTION_KIND.to_owned(), kind.to_owned()));
+                meta
+            },
         };
         let span = tracing::info_span!(target: "renditions::xray", "report");
         self.store.put(put).instrument(span).await?;

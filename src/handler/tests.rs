@@ -608,3 +608,242 @@ fn rfc3339_dates() {
         "2025-12-31T23:59:59Z"
     );
 }
+
+// --- S3 Batch Operations, skip-unchanged, delete sync -------------------------------------------
+
+/// A schema 2.0 Batch invocation over `keys` (given as Batch sends them: URL-encoded).
+fn batch_event(bucket: &str, raw_keys: &[&str], force: bool) -> Value {
+    let tasks: Vec<Value> = raw_keys
+        .iter()
+        .enumerate()
+        .map(|(i, k)| json!({"taskId": format!("t{i}"), "s3Key": k, "s3VersionId": null, "s3Bucket": bucket}))
+        .collect();
+    json!({
+        "invocationSchemaVersion": "2.0",
+        "invocationId": "inv-1",
+        "job": {"id": "job-1", "userArguments": {"force": if force { "true" } else { "false" }}},
+        "tasks": tasks,
+    })
+}
+
+fn results(answer: &Value) -> Vec<(String, String, String)> {
+    answer["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["taskId"].as_str().unwrap().to_owned(),
+                r["resultCode"].as_str().unwrap().to_owned(),
+                r["resultString"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn batch_tasks_get_a_result_each() {
+    let h = handler_with(&[("SOURCE_BUCKETS", "uploads,photos")]);
+    h.store().insert(SRC, "a b+c/ünï.png", png(80, 60));
+    h.store().insert(SRC, "bad.png", b"not a png".to_vec());
+    h.store().fail_get(
+        "slow.png",
+        StoreError::Transient("SlowDown (HTTP 503)".into()),
+    );
+    h.store().insert("elsewhere", "x.png", png(8, 8));
+    let encoded = encode_key("a b+c/ünï.png");
+    let mut event = batch_event(
+        SRC,
+        &[&encoded, "bad.png", "missing.png", "slow.png"],
+        false,
+    );
+    event["tasks"].as_array_mut().unwrap().push(
+        json!({"taskId": "t4", "s3Key": "x.png", "s3VersionId": null, "s3Bucket": "elsewhere"}),
+    );
+    event["tasks"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"taskId": "t5", "s3Bucket": SRC}));
+    let (report, _) = run(&h, &event).await;
+    let answer = report.response().unwrap();
+    assert_eq!(answer["invocationSchemaVersion"], "2.0");
+    assert_eq!(answer["invocationId"], "inv-1");
+    assert_eq!(answer["treatMissingKeysAs"], "PermanentFailure");
+    let r = results(&answer);
+    let ids: Vec<&str> = r.iter().map(|(id, _, _)| id.as_str()).collect();
+    assert_eq!(ids, ["t0", "t1", "t2", "t3", "t4", "t5"]);
+    let code = |i: usize| r[i].1.as_str();
+    assert_eq!(code(0), "Succeeded", "{:?}", r[0]);
+    assert!(r[0].2.contains("large/a b+c/ünï.png"), "{:?}", r[0]);
+    assert_eq!(code(1), "PermanentFailure");
+    assert!(
+        r[1].2.starts_with("undecodable") || r[1].2.contains("not"),
+        "{:?}",
+        r[1]
+    );
+    assert_eq!(code(2), "PermanentFailure");
+    assert!(r[2].2.starts_with("not-found"), "{:?}", r[2]);
+    assert_eq!(code(3), "TemporaryFailure");
+    assert!(r[3].2.contains("SlowDown"), "{:?}", r[3]);
+    assert_eq!(code(4), "PermanentFailure");
+    assert!(r[4].2.contains("SOURCE_BUCKETS"), "{:?}", r[4]);
+    assert!(r[4].2.starts_with("recursion guard"), "{:?}", r[4]);
+    assert_eq!(code(5), "PermanentFailure");
+    assert!(r[5].2.contains("without s3Key"), "{:?}", r[5]);
+    assert!(
+        h.store()
+            .keys(DEST)
+            .contains(&"large/a b+c/ünï.png".to_owned())
+    );
+}
+
+#[tokio::test]
+async fn schema_1_0_names_the_bucket_by_arn() {
+    let h = handler();
+    h.store().insert(SRC, "p.png", png(20, 20));
+    let event = json!({
+        "invocationSchemaVersion": "1.0",
+        "invocationId": "inv-10",
+        "job": {"id": "j"},
+        "tasks": [
+            {"taskId": "a", "s3Key": "p.png", "s3VersionId": null, "s3BucketArn": "arn:aws:s3:::uploads"},
+            {"taskId": "b", "s3Key": "p.png", "s3VersionId": "1", "s3BucketArn": "arn:aws:s3:us-east-1:0123456788:uploads"},
+        ],
+    });
+    let (report, _) = run(&h, &event).await;
+    let answer = report.response().unwrap();
+    assert_eq!(answer["invocationSchemaVersion"], "1.0");
+    let r = results(&answer);
+    assert_eq!(r[0].1, "Succeeded", "{r:?}");
+    // The second is the same object: already rendered, same configuration.
+    assert_eq!(r[1].1, "Succeeded", "{r:?}");
+}
+
+#[tokio::test]
+async fn unchanged_sources_are_skipped_without_a_download_until_the_config_changes() {
+    let h = handler();
+    for k in ["a.png", "b.png"] {
+        h.store().insert(SRC, k, png(40, 30));
+    }
+    h.store().insert(SRC, "bad.png", b"junk".to_vec());
+    let keys = ["a.png", "b.png", "bad.png"];
+    let (first, _) = run(&h, &batch_event(SRC, &keys, false)).await;
+    assert_eq!((first.count("rendered"), first.count("rejected")), (2, 1));
+    let written = h.store().keys(DEST);
+    let rendition = h.store().object(DEST, "large/a.png").unwrap();
+    let meta: HashMap<_, _> = rendition.metadata.iter().cloned().collect();
+    assert_eq!(meta["config-digest"], h.config_digest());
+    assert!(meta.contains_key("source-etag"));
+
+    // The same job again: HEADs only (source + renditions), no GET, no PUT.
+    let (gets, puts) = (h.store().calls("get"), h.store().calls("put"));
+    let (second, _) = run(&h, &batch_event(SRC, &keys, false)).await;
+    assert_eq!(second.count("unchanged"), 2, "{second:#?}");
+    assert_eq!(
+        second.count("rejected"),
+        1,
+        "refused before: still a permanent failure"
+    );
+    assert_eq!(
+        (h.store().calls("get"), h.store().calls("put")),
+        (gets, puts)
+    );
+    assert_eq!(h.store().keys(DEST), written);
+    let r = results(&second.response().unwrap());
+    assert!(r[0].2.starts_with("unchanged:"), "{r:?}");
+    assert!(r[2].2.contains("refused before"), "{r:?}");
+
+    // force: everything rendered again.
+    let (forced, _) = run(&h, &batch_event(SRC, &keys, true)).await;
+    assert_eq!(forced.count("rendered"), 2);
+    assert_eq!(
+        h.store().calls("put"),
+        puts + 5,
+        "2 × 2 renditions and the report again"
+    );
+
+    // A new source version: re-rendered.
+    h.store().insert(SRC, "a.png", png(50, 30));
+    let (changed, _) = run(&h, &batch_event(SRC, &keys, false)).await;
+    assert_eq!(
+        (changed.count("rendered"), changed.count("unchanged")),
+        (1, 1)
+    );
+
+    // Another configuration (quality, watermark, …) over the same store: re-rendered.
+    let other = handler_with(&[("WATERMARK", "text:©")]);
+    assert_ne!(other.config_digest(), h.config_digest());
+    let other = Handler::new(
+        Arc::clone(&h.store),
+        Arc::clone(&other.pipeline),
+        Arc::clone(&other.settings),
+    );
+    let (reconfigured, _) = run(&other, &batch_event(SRC, &keys, false)).await;
+    assert_eq!(reconfigured.count("rendered"), 2, "{reconfigured:#?}");
+}
+
+#[tokio::test]
+async fn redelivered_sqs_messages_are_checked_first_fresh_events_are_not() {
+    let h = handler();
+    h.store().insert(SRC, "a.png", png(40, 30));
+    let body = s3_event(&["a.png"]);
+    let (first, _) = run(&h, &sqs_event(&[("m1", body.clone())])).await;
+    assert_eq!(first.count("rendered"), 1);
+    let heads = h.store().calls("head");
+    assert_eq!(heads, 0, "a first delivery is rendered without HEADs");
+    let mut again = sqs_event(&[("m1", body)]);
+    again["Records"][0]["attributes"] = json!({"ApproximateReceiveCount": "2"});
+    let gets = h.store().calls("get");
+    let (second, _) = run(&h, &again).await;
+    assert_eq!(second.count("unchanged"), 1, "{second:#?}");
+    assert_eq!(h.store().calls("get"), gets);
+    assert!(second.batch_item_failures().is_empty());
+}
+
+fn removed_event(key: &str) -> Value {
+    let mut r = record(SRC, key);
+    r["eventName"] = json!("ObjectRemoved:Delete");
+    json!({"Records": [r]})
+}
+
+#[tokio::test]
+async fn source_deletion_deletes_renditions_and_report_only_when_asked() {
+    let h = handler_with(&[("ON_SOURCE_DELETE", "delete")]);
+    h.store().insert(SRC, "a.png", png(40, 30));
+    h.store().insert(SRC, "bad.png", b"junk".to_vec());
+    h.store().insert(DEST, "large/other.png", png(4, 4));
+    run(&h, &s3_event(&["a.png", "bad.png"])).await;
+    assert_eq!(
+        h.store().keys(DEST),
+        [
+            "_rejected/bad.png.json",
+            "large/a.png",
+            "large/other.png",
+            "thumb/a.png"
+        ]
+    );
+
+    // Still there: a late delete event leaves the renditions alone.
+    let (kept, _) = run(&h, &removed_event("a.png")).await;
+    assert_eq!(kept.count("skipped"), 1, "{kept:#?}");
+    assert_eq!(h.store().keys(DEST).len(), 4);
+
+    h.store().delete(SRC, "a.png").await.unwrap();
+    h.store().delete(SRC, "bad.png").await.unwrap();
+    let (deleted, _) = run(&h, &removed_event("a.png")).await;
+    assert_eq!(deleted.count("deleted"), 1, "{deleted:#?}");
+    run(&h, &removed_event("bad.png")).await;
+    assert_eq!(h.store().keys(DEST), ["large/other.png"]);
+    // Again: nothing left to delete is success.
+    let (again, _) = run(&h, &removed_event("a.png")).await;
+    assert_eq!(again.count("deleted"), 1);
+    assert!(again.response().is_ok());
+
+    // keep (the default): deletions are ignored.
+    let keep = handler();
+    keep.store().insert(DEST, "large/a.png", png(4, 4));
+    let (ignored, _) = run(&keep, &removed_event("a.png")).await;
+    assert_eq!((ignored.ignored, ignored.objects.len()), (1, 0));
+    assert_eq!(keep.store().keys(DEST), ["large/a.png"]);
+    assert_eq!(keep.store().calls("delete"), 0);
+}

@@ -81,6 +81,8 @@ pub struct LambdaSettings {
     /// Key prefixes the function writes under (per rendition, and the rejection prefix):
     /// events for keys under them are skipped.
     pub destination_prefixes: Vec<String>,
+    /// `ON_SOURCE_DELETE=delete`: a source's deletion deletes its renditions and report.
+    pub delete_renditions: bool,
 }
 
 impl LambdaSettings {
@@ -185,6 +187,16 @@ impl LambdaSettings {
         };
         let function_name =
             val("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_else(|| "renditions-lambda".to_owned());
+        let delete_renditions = match val("ON_SOURCE_DELETE").as_deref() {
+            None | Some("keep") => false,
+            Some("delete") => true,
+            Some(other) => {
+                return Err(ConfigError::new(
+                    "ON_SOURCE_DELETE",
+                    format!("`{other}` is not keep or delete"),
+                ));
+            }
+        };
 
         let mut destination_prefixes: Vec<String> = renditions
             .iter()
@@ -211,6 +223,7 @@ impl LambdaSettings {
             deadline_margin,
             deadline_fallback,
             destination_prefixes,
+            delete_renditions,
         })
     }
 
@@ -220,6 +233,13 @@ impl LambdaSettings {
         if bucket == self.dest_bucket {
             return Some(format!(
                 "the object is in the destination bucket {bucket}: processing it could loop"
+            ));
+        }
+        if !self.source_buckets.is_empty() && !self.source_buckets.iter().any(|b| b == bucket) {
+            return Some(format!(
+                "the bucket {bucket} is not in SOURCE_BUCKETS ({}): the recursion guard only \
+                 lets known source buckets in",
+                self.source_buckets.join(",")
             ));
         }
         self.destination_prefixes

@@ -243,7 +243,13 @@ pub const SETTINGS: &[Setting] = &[
         Scope::Function,
         "SOURCE_BUCKETS",
         "",
-        "known source buckets, comma-separated, for the recursion guard at init",
+        "known source buckets, comma-separated: the destination may not be one (checked at init), and objects of other buckets are skipped (Batch: a permanent failure)",
+    ),
+    setting(
+        Scope::Function,
+        "ON_SOURCE_DELETE",
+        "keep",
+        "`delete`: an `ObjectRemoved` event (S3, SQS, EventBridge \"Object Deleted\") deletes that source's renditions and report once the key is gone; `keep` ignores deletions",
     ),
     setting(
         Scope::Function,

@@ -125,6 +125,17 @@ pub enum OutputFormat {
 }
 
 impl OutputFormat {
+    /// The encodings a rendition may get (`auto`: JPEG, or PNG for real transparency).
+    pub fn encodings(self) -> &'static [Encoding] {
+        match self {
+            OutputFormat::Auto => &[Encoding::Jpeg, Encoding::Png],
+            OutputFormat::Jpeg => &[Encoding::Jpeg],
+            OutputFormat::Png => &[Encoding::Png],
+            OutputFormat::Webp => &[Encoding::Webp],
+            OutputFormat::Avif => &[Encoding::Avif],
+        }
+    }
+
     pub fn parse(setting: &str, s: &str) -> Result<Self, ConfigError> {
         match s.trim().to_ascii_lowercase().as_str() {
             "auto" | "" => Ok(OutputFormat::Auto),
@@ -333,6 +344,22 @@ impl Default for PipelineConfig {
 }
 
 impl PipelineConfig {
+    /// Everything that decides the renditions' pixels and bytes (not the limits, which only
+    /// decide what is refused), as text: the skip-unchanged digest is a hash of it.
+    pub fn output_fingerprint(&self) -> String {
+        format!(
+            "{:?}|{:?}|{:?}|{}|{:?}|{:?}|{:?}|{}",
+            self.renditions,
+            self.format,
+            self.jpeg,
+            self.lossy_quality,
+            self.watermark,
+            self.background,
+            self.cascade_min_ratio,
+            self.shrink_on_load
+        )
+    }
+
     /// Builds a configuration from named settings (see [`PIPELINE_SETTINGS`]); unset names keep
     /// their defaults. `load_watermark` turns a `WATERMARK` value that is not a keyword (`none`,
     /// `default`, `text:…`) into image bytes, e.g. by reading a file or an S3 object.

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
-use super::{Fetched, GetRequest, ObjectStore, PutRequest, StoreError};
+use super::{Fetched, GetRequest, Head, ListPage, Listed, ObjectStore, PutRequest, StoreError};
 
 /// A stored object of [`MemoryStore`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,6 +24,17 @@ pub struct MemoryStore {
     put_failures: Mutex<Vec<(String, StoreError)>>,
     get_delay: Mutex<HashMap<String, Duration>>,
     gets: Mutex<Vec<GetRequest>>,
+    /// Every call by operation name (`get`, `put`, `head`, `delete`, `list`).
+    calls: Mutex<Vec<&'static str>>,
+}
+
+/// The fake's ETag of some bytes: FNV-1a, as 16 hex digits (S3's are MD5; only equality matters).
+pub fn etag_of(bytes: &[u8]) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in bytes {
+        h = (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{h:016x}")
 }
 
 impl MemoryStore {
@@ -85,10 +96,23 @@ impl MemoryStore {
     pub fn gets(&self) -> Vec<GetRequest> {
         Self::lock(&self.gets).clone()
     }
+
+    /// How many calls of `operation` (`get`, `put`, `head`, `delete`, `list`) were made.
+    pub fn calls(&self, operation: &str) -> usize {
+        Self::lock(&self.calls)
+            .iter()
+            .filter(|c| **c == operation)
+            .count()
+    }
+
+    fn record(&self, operation: &'static str) {
+        Self::lock(&self.calls).push(operation);
+    }
 }
 
 impl ObjectStore for MemoryStore {
     async fn get(&self, req: GetRequest) -> Result<Fetched, StoreError> {
+        self.record("get");
         Self::lock(&self.gets).push(req.clone());
         let delay = Self::lock(&self.get_delay).get(&req.key).copied();
         if let Some(delay) = delay {
@@ -107,14 +131,24 @@ impl ObjectStore for MemoryStore {
                 req.max_bytes
             )));
         }
+        let etag = etag_of(&stored.bytes);
+        if let Some(wanted) = &req.if_match
+            && *wanted != etag
+        {
+            return Err(StoreError::Changed(format!(
+                "s3://{}/{}: ETag {etag}, not {wanted}",
+                req.bucket, req.key
+            )));
+        }
         Ok(Fetched {
             bytes: stored.bytes.to_vec(),
-            etag: None,
+            etag: Some(etag),
             version_id: None,
         })
     }
 
     async fn put(&self, req: PutRequest) -> Result<(), StoreError> {
+        self.record("put");
         let failure = Self::lock(&self.put_failures)
             .iter()
             .find(|(prefix, _)| req.key.starts_with(prefix.as_str()))
@@ -132,5 +166,60 @@ impl ObjectStore for MemoryStore {
             },
         );
         Ok(())
+    }
+
+    async fn head(
+        &self,
+        bucket: &str,
+        key: &str,
+        _version_id: Option<&str>,
+    ) -> Result<Option<Head>, StoreError> {
+        self.record("head");
+        if let Some(e) = Self::lock(&self.get_failures).get(key) {
+            return Err(e.clone());
+        }
+        Ok(self.object(bucket, key).map(|o| Head {
+            etag: Some(etag_of(&o.bytes)),
+            version_id: None,
+            metadata: o.metadata,
+        }))
+    }
+
+    async fn delete(&self, bucket: &str, key: &str) -> Result<(), StoreError> {
+        self.record("delete");
+        Self::lock(&self.objects).remove(&(bucket.to_owned(), key.to_owned()));
+        Ok(())
+    }
+
+    async fn list(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        token: Option<&str>,
+        max_keys: u32,
+    ) -> Result<ListPage, StoreError> {
+        self.record("list");
+        let objects = Self::lock(&self.objects);
+        let mut keys: Vec<(&String, &Stored)> = objects
+            .iter()
+            .filter(|((b, k), _)| b == bucket && k.starts_with(prefix))
+            .map(|((_, k), o)| (k, o))
+            .filter(|(k, _)| token.is_none_or(|t| k.as_str() > t))
+            .collect();
+        keys.sort_by(|a, b| a.0.cmp(b.0));
+        let max = max_keys.max(1) as usize;
+        let next = (keys.len() > max).then(|| keys[max - 1].0.clone());
+        Ok(ListPage {
+            objects: keys
+                .into_iter()
+                .take(max)
+                .map(|(k, o)| Listed {
+                    key: k.clone(),
+                    etag: Some(etag_of(&o.bytes)),
+                    size: o.bytes.len() as u64,
+                })
+                .collect(),
+            next,
+        })
     }
 }

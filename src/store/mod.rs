@@ -1,5 +1,5 @@
-//! The object store as the handler sees it: get one object (with a byte cap) and put one
-//! object. S3 implements it in `s3.rs`; `memory.rs` is the in-memory fake the handler's unit
+//! The object store as the handler sees it: get one object (with a byte cap), put, head and
+//! delete one object, and list a prefix (the backfill). S3 implements it in `s3.rs`; `memory.rs` is the in-memory fake the handler's unit
 //! tests use to inject missing objects, transient failures and slow calls (test builds only).
 //!
 //! Errors are classified here, once, into what the handler needs to decide between "write a
@@ -49,6 +49,43 @@ pub struct PutRequest {
     pub metadata: Vec<(String, String)>,
 }
 
+/// What a HEAD tells about an object.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Head {
+    /// The ETag, unquoted.
+    pub etag: Option<String>,
+    pub version_id: Option<String>,
+    /// User metadata (`x-amz-meta-*`, names lower-case without the prefix).
+    pub metadata: Vec<(String, String)>,
+}
+
+impl Head {
+    /// The user metadata value called `name`.
+    pub fn meta(&self, name: &str) -> Option<&str> {
+        self.metadata
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// One object of a listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed {
+    pub key: String,
+    /// The ETag, unquoted.
+    pub etag: Option<String>,
+    pub size: u64,
+}
+
+/// One page of a listing, and where the next one starts.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ListPage {
+    pub objects: Vec<Listed>,
+    /// The continuation token of the next page; `None` on the last page.
+    pub next: Option<String>,
+}
+
 /// Why a store call failed, classified for retry decisions.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StoreError {
@@ -88,4 +125,25 @@ pub trait ObjectStore: Send + Sync + 'static {
     fn get(&self, req: GetRequest) -> impl Future<Output = Result<Fetched, StoreError>> + Send;
     /// Writes one object (overwriting).
     fn put(&self, req: PutRequest) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// The object's ETag, version and metadata; `Ok(None)` when there is no such key.
+    fn head(
+        &self,
+        bucket: &str,
+        key: &str,
+        version_id: Option<&str>,
+    ) -> impl Future<Output = Result<Option<Head>, StoreError>> + Send;
+    /// Deletes one object; deleting a key that does not exist is success (as in S3).
+    fn delete(
+        &self,
+        bucket: &str,
+        key: &str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// One page (at most `max_keys`) of the keys under `prefix`, in S3's order, from `token`.
+    fn list(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        token: Option<&str>,
+        max_keys: u32,
+    ) -> impl Future<Output = Result<ListPage, StoreError>> + Send;
 }

@@ -21,7 +21,7 @@ use aws_sdk_s3::types::{ChecksumAlgorithm, ChecksumMode};
 use tracing::field::Empty;
 use tracing::{Instrument, Span};
 
-use super::{Fetched, GetRequest, ObjectStore, PutRequest, StoreError};
+use super::{Fetched, GetRequest, Head, ListPage, Listed, ObjectStore, PutRequest, StoreError};
 use crate::settings::S3Settings;
 
 /// The SDK's retry and timeout configuration for `settings`.
@@ -223,6 +223,113 @@ impl S3Store {
     }
 }
 
+impl S3Store {
+    async fn head_inner(
+        &self,
+        bucket: &str,
+        key: &str,
+        version_id: Option<&str>,
+        span: &Span,
+    ) -> Result<Option<Head>, StoreError> {
+        let result = self
+            .client
+            .head_object()
+            .bucket(bucket)
+            .key(key)
+            .set_version_id(version_id.map(str::to_owned))
+            .send()
+            .await;
+        match result {
+            Ok(out) => {
+                span.record("http.response.status_code", 200u16);
+                record_ids(span, out.request_id(), out.extended_request_id());
+                let mut metadata: Vec<(String, String)> = out
+                    .metadata()
+                    .map(|m| {
+                        m.iter()
+                            .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                metadata.sort();
+                Ok(Some(Head {
+                    etag: out.e_tag().map(|e| e.trim_matches('"').to_owned()),
+                    version_id: out.version_id().map(str::to_owned),
+                    metadata,
+                }))
+            }
+            Err(e) => match record_error(span, &e, bucket, key) {
+                StoreError::NotFound(_) => Ok(None),
+                other => Err(other),
+            },
+        }
+    }
+
+    async fn delete_inner(&self, bucket: &str, key: &str, span: &Span) -> Result<(), StoreError> {
+        match self
+            .client
+            .delete_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+        {
+            Ok(out) => {
+                span.record("http.response.status_code", 204u16);
+                record_ids(span, out.request_id(), out.extended_request_id());
+                Ok(())
+            }
+            Err(e) => match record_error(span, &e, bucket, key) {
+                StoreError::NotFound(_) => Ok(()),
+                other => Err(other),
+            },
+        }
+    }
+
+    async fn list_inner(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        token: Option<&str>,
+        max_keys: u32,
+        span: &Span,
+    ) -> Result<ListPage, StoreError> {
+        let result = self
+            .client
+            .list_objects_v2()
+            .bucket(bucket)
+            .prefix(prefix)
+            .set_continuation_token(token.map(str::to_owned))
+            .max_keys(i32::try_from(max_keys).unwrap_or(1000))
+            .send()
+            .await;
+        match result {
+            Ok(out) => {
+                span.record("http.response.status_code", 200u16);
+                record_ids(span, out.request_id(), out.extended_request_id());
+                let objects = out
+                    .contents()
+                    .iter()
+                    .filter_map(|o| {
+                        Some(Listed {
+                            key: o.key()?.to_owned(),
+                            etag: o.e_tag().map(|e| e.trim_matches('"').to_owned()),
+                            size: o.size().and_then(|n| u64::try_from(n).ok()).unwrap_or(0),
+                        })
+                    })
+                    .collect();
+                let next = if out.is_truncated() == Some(true) {
+                    out.next_continuation_token().map(str::to_owned)
+                } else {
+                    None
+                };
+                Ok(ListPage { objects, next })
+            }
+            Err(e) => Err(record_error(span, &e, bucket, prefix)),
+        }
+    }
+}
+
 impl ObjectStore for S3Store {
     async fn get(&self, req: GetRequest) -> Result<Fetched, StoreError> {
         let mut attempt = 1;
@@ -252,6 +359,38 @@ impl ObjectStore for S3Store {
     async fn put(&self, req: PutRequest) -> Result<(), StoreError> {
         let span = self.span("PutObject", &req.bucket, &req.key);
         self.put_inner(req, &span).instrument(span.clone()).await
+    }
+
+    async fn head(
+        &self,
+        bucket: &str,
+        key: &str,
+        version_id: Option<&str>,
+    ) -> Result<Option<Head>, StoreError> {
+        let span = self.span("HeadObject", bucket, key);
+        self.head_inner(bucket, key, version_id, &span)
+            .instrument(span.clone())
+            .await
+    }
+
+    async fn delete(&self, bucket: &str, key: &str) -> Result<(), StoreError> {
+        let span = self.span("DeleteObject", bucket, key);
+        self.delete_inner(bucket, key, &span)
+            .instrument(span.clone())
+            .await
+    }
+
+    async fn list(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        token: Option<&str>,
+        max_keys: u32,
+    ) -> Result<ListPage, StoreError> {
+        let span = self.span("ListObjectsV2", bucket, prefix);
+        self.list_inner(bucket, prefix, token, max_keys, &span)
+            .instrument(span.clone())
+            .await
     }
 }
 

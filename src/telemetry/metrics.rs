@@ -26,6 +26,8 @@ pub struct Metrics {
 #[derive(Clone, Debug, Default)]
 struct Inner {
     processed: u64,
+    unchanged: u64,
+    deleted: u64,
     rejected: BTreeMap<String, u64>,
     internal_errors: u64,
     input_bytes: u64,
@@ -48,6 +50,16 @@ impl Metrics {
     /// Counts one image processed successfully (`ImagesProcessed`).
     pub fn image_processed(&self) {
         self.lock().processed += 1;
+    }
+
+    /// Counts one image skipped because its renditions are up to date (`ImagesUnchanged`).
+    pub fn image_unchanged(&self) {
+        self.lock().unchanged += 1;
+    }
+
+    /// Counts objects deleted because their source was (`RenditionsDeleted`).
+    pub fn renditions_deleted(&self, count: u64) {
+        self.lock().deleted += count;
     }
 
     /// Counts one rejected image (`ImagesRejected`, total and per `RejectionKind`).
@@ -116,6 +128,8 @@ impl Metrics {
         let mut round: Vec<(String, &str, Value)> = vec![
             ("ImagesProcessed".into(), "Count", inner.processed.into()),
             ("ImagesRejected".into(), "Count", rejected_total.into()),
+            ("ImagesUnchanged".into(), "Count", inner.unchanged.into()),
+            ("RenditionsDeleted".into(), "Count", inner.deleted.into()),
             (
                 "InternalErrors".into(),
                 "Count",
