@@ -21,9 +21,11 @@ pub fn usage() -> String {
     format!(
         "\
 usage: renditions render [OPTIONS] --out DIR FILE...
+       renditions backfill s3://BUCKET[/PREFIX] (--manifest-out FILE | --invoke FUNCTION | --local) ...
        renditions settings
 
 render: renders each FILE into DIR/<rendition>/<file stem>.<ext>.
+backfill: renders what is already in a bucket (`renditions backfill --help`).
 settings: prints every setting (variable, flag, default, meaning) as a Markdown table.
 
 options (each matches the Lambda environment variable in brackets):
@@ -125,6 +127,15 @@ enum FileResult {
 
 /// Runs the CLI; returns the process exit status.
 pub fn run(args: Vec<String>) -> i32 {
+    if args.first().map(String::as_str) == Some("backfill") {
+        #[cfg(feature = "lambda")]
+        return crate::backfill::run(args[1..].to_vec());
+        #[cfg(not(feature = "lambda"))]
+        {
+            eprintln!("renditions: backfill needs a build with the `lambda` feature (the default)");
+            return 2;
+        }
+    }
     let a = match parse_args(args) {
         Ok(a) => a,
         Err(msg) if msg == SETTINGS_REQUESTED => {

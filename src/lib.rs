@@ -29,6 +29,8 @@ compile_error!(
 
 // Modules are private: what other crates (the binaries, tests, benches, fuzzers) may use is the
 // curated list below, so that rustc's dead-code lint sees everything else.
+#[cfg(feature = "lambda")]
+mod backfill;
 mod bitmap;
 mod cancel;
 mod cli;

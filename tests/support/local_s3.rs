@@ -50,6 +50,8 @@ struct FaultTable {
     /// Fault and how many more times (`None`: always).
     rules: HashMap<CallId, (Fault, Option<u32>)>,
     hits: HashMap<CallId, u32>,
+    /// Every signed call, by operation name (`GetObject`, `HeadObject`, …).
+    calls: HashMap<String, u64>,
 }
 
 /// Calls to fail, shared by the server and the test that sets them.
@@ -81,6 +83,15 @@ impl Faults {
             .unwrap_or(0)
     }
 
+    /// How many signed calls of `operation` (e.g. `GetObject`) the server has answered.
+    pub fn calls(&self, operation: &str) -> u64 {
+        self.lock().calls.get(operation).copied().unwrap_or(0)
+    }
+
+    fn count(&self, operation: &str) {
+        *self.lock().calls.entry(operation.to_owned()).or_insert(0) += 1;
+    }
+
     fn check(&self, operation: &str, bucket: &str, key: &str) -> Option<Fault> {
         let id = (operation.to_owned(), bucket.to_owned(), key.to_owned());
         let mut table = self.lock();
@@ -107,6 +118,7 @@ impl S3Access for Access {
         if cx.credentials().is_none() {
             return Err(s3_error!(AccessDenied, "Signature required"));
         }
+        self.faults.count(cx.s3_op().name());
         if let S3Path::Object { bucket, key } = cx.s3_path()
             && let Some(fault) = self.faults.check(cx.s3_op().name(), bucket, key)
         {

@@ -252,6 +252,81 @@ impl RuntimeApi {
     }
 }
 
+/// The Lambda Invoke API (`POST /2015-03-31/functions/NAME/invocations`, what the SDK's
+/// `Invoke` sends) on 127.0.0.1, passing each payload to a [`RuntimeApi`] (so to the real
+/// function binary) and answering as Lambda does: the function's response, or its error with
+/// `X-Amz-Function-Error: Unhandled`. Keeps every (payload, answer) for inspection.
+#[derive(Clone)]
+pub struct InvokeApi {
+    addr: SocketAddr,
+    pub calls: Arc<Mutex<Vec<(Value, Answer)>>>,
+}
+
+impl InvokeApi {
+    pub async fn start(runtime: RuntimeApi) -> InvokeApi {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let api = InvokeApi {
+            addr: listener.local_addr().unwrap(),
+            calls: Arc::default(),
+        };
+        let calls = Arc::clone(&api.calls);
+        tokio::spawn(async move {
+            loop {
+                let Ok((socket, _)) = listener.accept().await else {
+                    continue;
+                };
+                let (runtime, calls) = (runtime.clone(), Arc::clone(&calls));
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+                        let (runtime, calls) = (runtime.clone(), Arc::clone(&calls));
+                        async move {
+                            let ok = req.method() == hyper::Method::POST
+                                && req.uri().path().starts_with("/2015-03-31/functions/")
+                                && req.uri().path().ends_with("/invocations");
+                            let bytes = req.into_body().collect().await.unwrap().to_bytes();
+                            if !ok {
+                                let mut resp = Response::new(Full::new(Bytes::from_static(b"{}")));
+                                *resp.status_mut() = StatusCode::NOT_FOUND;
+                                return Ok::<_, std::convert::Infallible>(resp);
+                            }
+                            let payload: Value =
+                                serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+                            let answer = runtime.invoke(&payload, None).await;
+                            calls.lock().unwrap().push((payload, answer.clone()));
+                            let mut resp = match &answer {
+                                Answer::Response(v) => {
+                                    Response::new(Full::new(Bytes::from(v.to_string())))
+                                }
+                                Answer::Error(e) => {
+                                    let mut r =
+                                        Response::new(Full::new(Bytes::from(e.to_string())));
+                                    r.headers_mut().insert(
+                                        "X-Amz-Function-Error",
+                                        "Unhandled".parse().unwrap(),
+                                    );
+                                    r
+                                }
+                            };
+                            resp.headers_mut()
+                                .insert("Content-Type", "application/json".parse().unwrap());
+                            Ok(resp)
+                        }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(socket), service)
+                        .await;
+                });
+            }
+        });
+        api
+    }
+
+    /// `http://127.0.0.1:PORT`, for `AWS_ENDPOINT_URL_LAMBDA`.
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
 /// The `renditions-lambda` process; killed (by PID) and reaped on drop.
 pub struct Function {
     child: Child,
@@ -417,18 +492,27 @@ pub async fn put(s3: &LocalS3, bucket: &str, key: &str, bytes: Vec<u8>) -> Strin
 
 /// Every key of a bucket, sorted.
 pub async fn keys(s3: &LocalS3, bucket: &str) -> Vec<String> {
-    let out = s3
-        .client()
-        .list_objects_v2()
-        .bucket(bucket)
-        .send()
-        .await
-        .unwrap();
-    let mut keys: Vec<String> = out
-        .contents()
-        .iter()
-        .filter_map(|o| o.key().map(str::to_owned))
-        .collect();
+    let client = s3.client();
+    let mut keys = Vec::new();
+    let mut token: Option<String> = None;
+    for _ in 0..1000 {
+        let out = client
+            .list_objects_v2()
+            .bucket(bucket)
+            .set_continuation_token(token.take())
+            .send()
+            .await
+            .unwrap();
+        keys.extend(
+            out.contents()
+                .iter()
+                .filter_map(|o| o.key().map(str::to_owned)),
+        );
+        match out.next_continuation_token() {
+            Some(t) if out.is_truncated() == Some(true) => token = Some(t.to_owned()),
+            _ => break,
+        }
+    }
     keys.sort();
     keys
 }
