@@ -212,7 +212,18 @@ async fn run_async(a: Args) -> Result<i32, String> {
             report_bucket,
         } => write_manifest(&a, &store, out, function_arn, role_arn, report_bucket).await,
         Mode::Invoke(function) => {
-            let client = aws_sdk_lambda::Client::new(&sdk);
+            // Not the S3 timeouts: an invocation may run up to Lambda's 15 minutes, and an
+            // attempt cut off by a client timeout would be sent again while the first still
+            // runs. Throttling (429) and 5xx are still retried by the SDK.
+            let timeouts = aws_sdk_lambda::config::timeout::TimeoutConfig::builder()
+                .connect_timeout(Duration::from_secs(10))
+                .operation_attempt_timeout(Duration::from_secs(905))
+                .operation_timeout(Duration::from_secs(2700))
+                .build();
+            let conf = aws_sdk_lambda::config::Builder::from(&sdk)
+                .timeout_config(timeouts)
+                .build();
+            let client = aws_sdk_lambda::Client::from_conf(conf);
             let target = Target::Invoke {
                 client,
                 function: function.clone(),

@@ -207,6 +207,7 @@ async fn delete_sync_removes_renditions_and_report_only_when_asked() {
     assert_eq!(
         keys(&s3, DEST).await,
         [
+            "_manifest/d/cat.jpg.json",
             "_rejected/d/bad.jpg.json",
             "large/d/cat.jpg",
             "thumb/d/cat.jpg"
@@ -258,7 +259,10 @@ async fn delete_sync_removes_renditions_and_report_only_when_asked() {
         (answer["ignored"].clone(), answer["deleted"].clone()),
         (json!(1), json!(0))
     );
-    assert_eq!(keys(&s3k, DEST).await, ["large/k.jpg"]);
+    assert_eq!(
+        keys(&s3k, DEST).await,
+        ["_manifest/k.jpg.json", "large/k.jpg"]
+    );
 }
 
 /// Runs `renditions backfill ARGS` with the function's settings for `s3`; (status, stdout, stderr).
@@ -498,14 +502,15 @@ async fn backfill_invoke_over_1000_objects_killed_and_resumed_loses_and_repeats_
     }
     assert!(rendered.values().all(|n| *n == 1), "none rendered twice");
     // Invocations cut off by the kill rendered without their answer being recorded: the
-    // function's writes are the full count. Two renditions per object, each written once.
+    // function's writes are the full count. Two renditions and a manifest per object, each
+    // written once.
     assert_eq!(
         s3.faults().calls("PutObject") - puts_before,
-        2 * N as u64,
+        3 * N as u64,
         "every object rendered exactly once over both runs"
     );
     let written = keys(&s3, DEST).await;
-    assert_eq!(written.len(), 2 * N, "two renditions each");
+    assert_eq!(written.len(), 3 * N, "two renditions and a manifest each");
     let v: Value = serde_json::from_str(&std::fs::read_to_string(&state).unwrap()).unwrap();
     assert_eq!(v["finished"], true);
     let counts = &v["counts"];

@@ -125,7 +125,7 @@ async fn a_deadline_before_the_process_started_is_treated_as_unknown() {
         .await
         .response();
     assert_eq!(answer["rendered"], 1, "{answer}");
-    assert_eq!(keys(&s3, DEST).await, ["s/a.jpg"]);
+    assert_eq!(keys(&s3, DEST).await, ["_manifest/a.jpg.json", "s/a.jpg"]);
     // Said once, at WARN, with the fallback budget used.
     let again = api
         .invoke_with_deadline_ms(&s3_event(SRC, &["a.jpg"]), None, 600_000)

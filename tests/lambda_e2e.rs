@@ -55,6 +55,10 @@ async fn s3_batch_renders_every_image_and_reports_the_bad_one() {
     assert_eq!(answer["rejected"], 1, "{answer}");
 
     let expected = [
+        "_manifest/a/b/c/d/e/f/g/fleur+café 猫 (1).png.json",
+        "_manifest/cameras/IMG_0001.JPG.json",
+        "_manifest/inbox/2026/lady bird.jpg.json",
+        "_manifest/storm.webp.json",
         "_rejected/inbox/2026/not-a-photo.jpg.json",
         "large/a/b/c/d/e/f/g/fleur+café 猫 (1).png",
         "large/cameras/IMG_0001.JPG",
@@ -371,8 +375,8 @@ async fn xray_subsegments_for_s3_calls_and_stages() {
     let puts: Vec<_> = s3_docs.iter().filter(|d| op(d, "PutObject")).collect();
     assert_eq!(
         (gets.len(), puts.len()),
-        (2, 3),
-        "2 gets; 2 renditions + 1 rejection report"
+        (2, 4),
+        "2 gets; 2 renditions + 1 manifest + 1 rejection report"
     );
     for d in s3_docs.iter() {
         assert_eq!(d["namespace"], "aws");
@@ -600,5 +604,9 @@ async fn key_policy_over_real_s3() {
         (report["key"].as_str(), report["kind"].as_str()),
         (Some(dotted), Some("unsafe-key"))
     );
-    assert_eq!(dest.len(), 5, "{dest:?}");
+    assert_eq!(
+        dest.len(),
+        9,
+        "4 renditions, their 4 manifests, 1 report: {dest:?}"
+    );
 }

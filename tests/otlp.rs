@@ -224,8 +224,8 @@ async fn spans_reach_the_collector_before_the_answer() {
         .count();
     assert_eq!(
         (gets.len(), puts),
-        (2, 3),
-        "2 gets; 2 renditions + 1 report"
+        (2, 4),
+        "2 gets; 2 renditions + 1 manifest + 1 report"
     );
     for (span, attrs) in &s3_calls {
         assert_eq!(span["kind"], 3, "a client span: {span}");

@@ -118,12 +118,14 @@ impl<S: ObjectStore> Handler<S> {
                 .store
                 .head(dest, &self.settings.rejection_key(&object.key), None)
                 .await?;
-            if matches(&report) {
-                let kind = report
-                    .as_ref()
-                    .and_then(|h| h.meta(META_REJECTION_KIND))
-                    .unwrap_or("rejected")
-                    .to_owned();
+            let kind = report
+                .as_ref()
+                .and_then(|h| h.meta(META_REJECTION_KIND))
+                .unwrap_or("rejected")
+                .to_owned();
+            // `too-large` depends on the limits, which are not in the digest (they decide what
+            // is refused, not the bytes): raised limits must get another try.
+            if matches(&report) && kind != "too-large" {
                 return Ok(Freshness::RejectedBefore(kind));
             }
         }

@@ -7,6 +7,7 @@
 //! the store is generic so unit tests run it against the in-memory fake.
 
 mod freshness;
+mod manifest;
 mod object;
 mod outcome;
 mod rejection;

@@ -10,6 +10,7 @@ use tracing::{Instrument, Span, error, info, warn};
 
 use super::Handler;
 use super::freshness::{Freshness, META_CONFIG_DIGEST, META_SOURCE_ETAG};
+use super::manifest;
 use super::outcome::{Outcome, Rendered, Written};
 use crate::cancel::Cancel;
 use crate::event::ObjectRef;
@@ -50,6 +51,18 @@ impl<S: ObjectStore> Handler<S> {
                 .await?;
             span.record("bytes_in", bytes_in);
             let (out, written, upload) = self.upload(object, etag.as_deref(), out, metrics).await?;
+            let document = manifest::manifest(
+                object,
+                etag.as_deref(),
+                &out,
+                &written,
+                bytes_in,
+                &self.digest,
+            );
+            if let Err(e) = self.write_manifest(object, etag.as_deref(), &document).await {
+                error!(bucket = %object.bucket, key = %object.key, reason = %e, "manifest upload failed (transient)");
+                return Err(Outcome::Failed(format!("manifest: {e}")));
+            }
             Ok(self.rendered(
                 object, out, written, bytes_in, download, upload, metrics, &span,
             ))

@@ -46,6 +46,7 @@ impl<S: ObjectStore> Handler<S> {
             if self.settings.rejection_reports {
                 targets.push(self.settings.rejection_key(&object.key));
             }
+            targets.extend(self.settings.manifest_key(&object.key));
             let results = futures_util::future::join_all(
                 targets.iter().map(|k| self.store.delete(dest, k)),
             )

@@ -30,6 +30,8 @@ fn handler_with(vars: &[(&str, &str)]) -> Handler<MemoryStore> {
         ("RENDITIONS", "large:64,thumb:16"),
         ("WATERMARK", "none"),
         ("DEADLINE_MARGIN_MS", "0"),
+        // Manifests have their own test; the others list the renditions and reports alone.
+        ("MANIFEST_KEY_TEMPLATE", "none"),
     ]
     .iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -846,4 +848,183 @@ async fn source_deletion_deletes_renditions_and_report_only_when_asked() {
     assert_eq!((ignored.ignored, ignored.objects.len()), (1, 0));
     assert_eq!(keep.store().keys(DEST), ["large/a.png"]);
     assert_eq!(keep.store().calls("delete"), 0);
+}
+
+/// Checks `value` against the subset of JSON Schema that docs/manifest.schema.json uses: `type`
+/// (one or several), `required`, `properties`, `additionalProperties: false`, `items`, `const`,
+/// `minimum`, `maximum`, `minItems` and `pattern` (the two patterns it has: hex digests and colours).
+fn validate(schema: &Value, value: &Value, path: &str) -> Vec<String> {
+    let mut errors = Vec::new();
+    let type_ok = |t: &str| match t {
+        "object" => value.is_object(),
+        "array" => value.is_array(),
+        "string" => value.is_string(),
+        "integer" => value.is_i64() || value.is_u64(),
+        "boolean" => value.is_boolean(),
+        "null" => value.is_null(),
+        _ => false,
+    };
+    let types: Vec<&str> = match &schema["type"] {
+        Value::String(t) => vec![t.as_str()],
+        Value::Array(ts) => ts.iter().filter_map(Value::as_str).collect(),
+        _ => vec![],
+    };
+    if !types.is_empty() && !types.iter().any(|t| type_ok(t)) {
+        return vec![format!("{path}: {value} is not {types:?}")];
+    }
+    if let Some(c) = schema.get("const")
+        && c != value
+    {
+        errors.push(format!("{path}: {value} is not {c}"));
+    }
+    if let (Some(min), Some(v)) = (schema["minimum"].as_f64(), value.as_f64())
+        && v < min
+    {
+        errors.push(format!("{path}: {v} < {min}"));
+    }
+    if let (Some(max), Some(v)) = (schema["maximum"].as_f64(), value.as_f64())
+        && v > max
+    {
+        errors.push(format!("{path}: {v} > {max}"));
+    }
+    if let (Some(p), Some(s)) = (schema["pattern"].as_str(), value.as_str()) {
+        let ok = match p {
+            "^[0-9a-f]{16}$" => {
+                s.len() == 16
+                    && s.bytes()
+                        .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+            }
+            "^#[0-9a-f]{6}$" => {
+                s.len() == 7
+                    && s.starts_with('#')
+                    && s[1..]
+                        .bytes()
+                        .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+            }
+            other => panic!("pattern {other} not supported by this checker"),
+        };
+        if !ok {
+            errors.push(format!("{path}: {s:?} does not match {p}"));
+        }
+    }
+    if let Some(obj) = value.as_object() {
+        for r in schema["required"].as_array().into_iter().flatten() {
+            if !obj.contains_key(r.as_str().unwrap()) {
+                errors.push(format!("{path}: missing {r}"));
+            }
+        }
+        for (k, v) in obj {
+            match schema["properties"].get(k) {
+                Some(s) => errors.extend(validate(s, v, &format!("{path}.{k}"))),
+                None if schema["additionalProperties"] == false => {
+                    errors.push(format!("{path}: unexpected {k}"));
+                }
+                None => {}
+            }
+        }
+    }
+    if let Some(items) = value.as_array() {
+        if let Some(min) = schema["minItems"].as_u64()
+            && (items.len() as u64) < min
+        {
+            errors.push(format!("{path}: fewer than {min} items"));
+        }
+        for (i, item) in items.iter().enumerate() {
+            errors.extend(validate(&schema["items"], item, &format!("{path}[{i}]")));
+        }
+    }
+    errors
+}
+
+#[tokio::test]
+async fn the_manifest_lists_what_was_written_and_matches_its_schema() {
+    let h = handler_with(&[("MANIFEST_KEY_TEMPLATE", "_manifest/{key}.json")]);
+    // Stored 60×40 with EXIF orientation 6 would display 40×60; a plain PNG here: 90×60.
+    h.store().insert(SRC, "m/flower.png", png(90, 60));
+    let (report, _) = run(&h, &s3_event(&["m/flower.png"])).await;
+    assert_eq!(report.count("rendered"), 1, "{report:#?}");
+    let stored = h
+        .store()
+        .object(DEST, "_manifest/m/flower.png.json")
+        .unwrap();
+    assert_eq!(stored.content_type, "application/json");
+    assert_eq!(
+        stored.cache_control, None,
+        "a manifest changes with the configuration"
+    );
+    let doc: Value = serde_json::from_slice(&stored.bytes).unwrap();
+    let schema: Value =
+        serde_json::from_str(include_str!("../../docs/manifest.schema.json")).unwrap();
+    let errors = validate(&schema, &doc, "$");
+    assert!(errors.is_empty(), "{errors:#?}\n{doc:#}");
+    assert_eq!(doc["source"]["key"], "m/flower.png");
+    assert_eq!(
+        (
+            doc["source"]["width"].clone(),
+            doc["source"]["height"].clone()
+        ),
+        (json!(90), json!(60))
+    );
+    assert_eq!(doc["config_digest"], h.config_digest());
+    // Exactly the renditions written, with their real sizes and bytes.
+    let listed = doc["renditions"].as_array().unwrap();
+    let written: Vec<String> = h
+        .store()
+        .keys(DEST)
+        .into_iter()
+        .filter(|k| !k.starts_with("_manifest/"))
+        .collect();
+    assert_eq!(listed.len(), written.len());
+    for r in listed {
+        let key = r["key"].as_str().unwrap();
+        let object = h.store().object(DEST, key).unwrap();
+        assert_eq!(
+            r["bytes"].as_u64().unwrap() as usize,
+            object.bytes.len(),
+            "{key}"
+        );
+        assert_eq!(
+            (
+                r["width"].as_u64().unwrap() as u32,
+                r["height"].as_u64().unwrap() as u32
+            ),
+            decoded_size(&object.bytes),
+            "{key}"
+        );
+        assert_eq!(r["content_type"], object.content_type.as_str());
+    }
+    let p = &doc["placeholders"];
+    assert!(p["thumbhash"].as_str().unwrap().len() > 10);
+    assert_eq!(
+        &p["blurhash"].as_str().unwrap()[..1],
+        "L",
+        "4×3 for a landscape image"
+    );
+
+    // A schema violation is caught (the checker is not a rubber stamp).
+    let mut broken = doc.clone();
+    broken["renditions"][0]["width"] = json!(0);
+    broken["extra"] = json!(true);
+    assert_eq!(validate(&schema, &broken, "$").len(), 2);
+    // Deleting the source takes the manifest too.
+    let h2 = handler_with(&[
+        ("ON_SOURCE_DELETE", "delete"),
+        ("MANIFEST_KEY_TEMPLATE", "_manifest/{key}.json"),
+    ]);
+    h2.store().insert(SRC, "x.png", png(20, 20));
+    run(&h2, &s3_event(&["x.png"])).await;
+    assert!(
+        h2.store()
+            .keys(DEST)
+            .contains(&"_manifest/x.png.json".to_owned())
+    );
+    h2.store().delete(SRC, "x.png").await.unwrap();
+    let mut ev = s3_event(&["x.png"]);
+    ev["Records"][0]["eventName"] = json!("ObjectRemoved:Delete");
+    run(&h2, &ev).await;
+    assert!(
+        h2.store().keys(DEST).is_empty(),
+        "{:?}",
+        h2.store().keys(DEST)
+    );
 }

@@ -16,6 +16,7 @@ mod encode;
 pub mod geometry;
 mod limits;
 pub mod orient;
+mod placeholder;
 mod repair;
 pub mod resize;
 mod sniff;
@@ -31,6 +32,7 @@ use crate::reject::Rejection;
 use crate::settings::{ConfigError, Encoding, Fit, OutputFormat, PipelineConfig};
 use geometry::{Crop, Target};
 pub use limits::Limits;
+pub use placeholder::{Placeholder, hex as hex_colour};
 pub use sniff::Format;
 use stage::StageClock;
 pub use stage::{Stage, StageSpan, StageTimings};
@@ -134,6 +136,8 @@ pub struct RenderOutput {
     pub icc_converted: bool,
     pub has_alpha: bool,
     pub renditions: Vec<Rendition>,
+    /// ThumbHash, BlurHash and colours of the smallest rendition (before the watermark).
+    pub placeholder: Option<Placeholder>,
     pub timings: StageTimings,
     /// Every stage with its start and length, in the order they ran.
     pub stages: Vec<StageSpan>,
@@ -292,12 +296,21 @@ impl Pipeline {
         drop(source);
 
         let mut renditions = Vec::with_capacity(targets.len());
+        let smallest = resized
+            .iter()
+            .enumerate()
+            .min_by_key(|(_, (b, _))| b.pixels())
+            .map(|(i, _)| i);
+        let mut placeholder = None;
         for (i, (spec, (bitmap, resize_time))) in
             self.config.renditions.iter().zip(resized).enumerate()
         {
             timings.resize += resize_time;
             let t = Instant::now();
             let mut bitmap = orient::apply(bitmap, orientation);
+            if Some(i) == smallest {
+                placeholder = Placeholder::of(&bitmap);
+            }
             timings.orient += clock.record(Stage::Orient, Some(i), t);
 
             let t = Instant::now();
@@ -335,6 +348,7 @@ impl Pipeline {
             icc_converted: converted.converted,
             has_alpha,
             renditions,
+            placeholder,
             timings,
             stages: clock.spans,
             notes,

@@ -59,6 +59,9 @@ impl Concurrency {
     }
 }
 
+/// Where manifests go by default: beside the reports, out of the renditions' prefixes.
+pub const DEFAULT_MANIFEST_KEY_TEMPLATE: &str = "_manifest/{key}.json";
+
 /// Everything the Lambda edge needs besides the pipeline configuration.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LambdaSettings {
@@ -83,6 +86,8 @@ pub struct LambdaSettings {
     pub destination_prefixes: Vec<String>,
     /// `ON_SOURCE_DELETE=delete`: a source's deletion deletes its renditions and report.
     pub delete_renditions: bool,
+    /// Where each source's manifest goes (`{key}` replaced); `None`: no manifests.
+    pub manifest_template: Option<String>,
 }
 
 impl LambdaSettings {
@@ -187,6 +192,28 @@ impl LambdaSettings {
         };
         let function_name =
             val("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_else(|| "renditions-lambda".to_owned());
+        let manifest_template = match val("MANIFEST_KEY_TEMPLATE").as_deref() {
+            Some("none") => None,
+            other => {
+                let t = other.unwrap_or(DEFAULT_MANIFEST_KEY_TEMPLATE).to_owned();
+                let bad = |why: &str| {
+                    Err(ConfigError::new(
+                        "MANIFEST_KEY_TEMPLATE",
+                        format!("`{t}` {why} (e.g. `{DEFAULT_MANIFEST_KEY_TEMPLATE}`, or `none`)"),
+                    ))
+                };
+                if t.matches("{key}").count() != 1 {
+                    return bad("must contain {key} exactly once");
+                }
+                if t.replace("{key}", "").contains(['{', '}']) {
+                    return bad("has a placeholder other than {key}");
+                }
+                if t.starts_with('/') || t == "{key}" {
+                    return bad("must have a prefix or suffix and not start with `/`");
+                }
+                Some(t)
+            }
+        };
         let delete_renditions = match val("ON_SOURCE_DELETE").as_deref() {
             None | Some("keep") => false,
             Some("delete") => true,
@@ -206,6 +233,13 @@ impl LambdaSettings {
         if !rejection_prefix.is_empty() {
             destination_prefixes.push(rejection_prefix.clone());
         }
+        if let Some(prefix) = manifest_template
+            .as_deref()
+            .and_then(|t| t.split("{key}").next())
+            .filter(|p| !p.is_empty())
+        {
+            destination_prefixes.push(prefix.to_owned());
+        }
         destination_prefixes.sort();
         destination_prefixes.dedup();
 
@@ -224,6 +258,7 @@ impl LambdaSettings {
             deadline_fallback,
             destination_prefixes,
             delete_renditions,
+            manifest_template,
         })
     }
 
@@ -248,6 +283,13 @@ impl LambdaSettings {
             .map(|p| {
                 format!("the key is under the destination prefix `{p}`: processing it could loop")
             })
+    }
+
+    /// The key of the manifest of a source key (fitted to S3's key length), if manifests are on.
+    pub fn manifest_key(&self, key: &str) -> Option<String> {
+        self.manifest_template
+            .as_deref()
+            .map(|t| keys::fit(&t.replace("{key}", key)).into_owned())
     }
 
     /// The key of the rejection report for a source key (see [`keys::rejection_key`]).
@@ -305,7 +347,7 @@ mod tests {
         assert_eq!(s.deadline_margin, Duration::from_secs(5));
         assert_eq!(
             s.destination_prefixes,
-            ["_rejected/", "large/", "medium/", "thumb/"]
+            ["_manifest/", "_rejected/", "large/", "medium/", "thumb/"]
         );
         assert_eq!(s.rejection_key("a/b.jpg"), "_rejected/a/b.jpg.json");
         let unsafe_key = s.rejection_key("a/../b.jpg");
@@ -376,7 +418,13 @@ mod tests {
         .unwrap();
         assert_eq!(
             s.destination_prefixes,
-            ["_rejected/", "r/large/", "r/medium/", "r/thumb/"]
+            [
+                "_manifest/",
+                "_rejected/",
+                "r/large/",
+                "r/medium/",
+                "r/thumb/"
+            ]
         );
         assert!(s.recursion_skip("uploads", "large/cat.jpg").is_none());
     }

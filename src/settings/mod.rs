@@ -247,6 +247,12 @@ pub const SETTINGS: &[Setting] = &[
     ),
     setting(
         Scope::Function,
+        "MANIFEST_KEY_TEMPLATE",
+        "_manifest/{key}.json",
+        "where each source's JSON manifest goes in DEST_BUCKET (renditions with sizes and keys, placeholders, source facts; schema in docs/manifest.schema.json); `none` writes none",
+    ),
+    setting(
+        Scope::Function,
         "ON_SOURCE_DELETE",
         "keep",
         "`delete`: an `ObjectRemoved` event (S3, SQS, EventBridge \"Object Deleted\") deletes that source's renditions and report once the key is gone; `keep` ignores deletions",
