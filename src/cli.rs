@@ -12,6 +12,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::manifest::{ManifestRendition, ManifestSource};
 use crate::pipeline::{Pipeline, RenderError, RenderOutput};
 use crate::reject::Rejection;
 use crate::settings::{self, ConfigError, PipelineConfig};
@@ -31,6 +32,8 @@ settings: prints every setting (variable, flag, default, meaning) as a Markdown 
 options (each matches the Lambda environment variable in brackets):
 {}  --threads N                images rendered in parallel (1 = exactly one thread)
   --json                     one JSON object per file, with per-stage timings
+  --manifest                 also write DIR/_manifest/<file name>.json (the function's manifest:
+                             renditions, sizes, placeholders; docs/manifest.schema.json)
   --out DIR                  output folder (required)
 ",
         settings::cli_options()
@@ -45,6 +48,7 @@ struct RenderArgs {
     settings: HashMap<String, String>,
     threads: usize,
     json: bool,
+    manifest: bool,
     out: PathBuf,
     files: Vec<PathBuf>,
 }
@@ -71,6 +75,7 @@ fn parse_args(args: Vec<String>) -> Result<RenderArgs, String> {
         settings: HashMap::new(),
         threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
         json: false,
+        manifest: false,
         out: PathBuf::new(),
         files: Vec::new(),
     };
@@ -78,6 +83,7 @@ fn parse_args(args: Vec<String>) -> Result<RenderArgs, String> {
     while let Some(arg) = p.next().map_err(usage_error)? {
         match arg {
             Long("json") => a.json = true,
+            Long("manifest") => a.manifest = true,
             Long("out") | Short('o') => out = Some(PathBuf::from(p.value().map_err(usage_error)?)),
             Long("threads") | Short('j') => {
                 let v = p
@@ -177,7 +183,7 @@ pub fn run(args: Vec<String>) -> i32 {
         loop {
             let i = next.fetch_add(1, Ordering::Relaxed);
             let Some(file) = a.files.get(i) else { break };
-            let r = render_file(&pipeline, file, &a.out);
+            let r = render_file(&pipeline, file, &a.out, a.manifest);
             if !matches!(r, FileResult::Rendered { .. }) {
                 rejected.fetch_add(1, Ordering::Relaxed);
             }
@@ -207,7 +213,7 @@ pub fn run(args: Vec<String>) -> i32 {
     }
 }
 
-fn render_file(pipeline: &Pipeline, file: &Path, out: &Path) -> FileResult {
+fn render_file(pipeline: &Pipeline, file: &Path, out: &Path, manifest: bool) -> FileResult {
     let start = Instant::now();
     let data = match read_capped(file, pipeline.config().limits.max_input_bytes) {
         Ok(d) => d,
@@ -234,11 +240,63 @@ fn render_file(pipeline: &Pipeline, file: &Path, out: &Path) -> FileResult {
         }
         paths.push(path);
     }
+    if manifest && let Err(e) = write_manifest(pipeline, file, out, &output, &paths, data.len()) {
+        return FileResult::Failed(e);
+    }
     FileResult::Rendered {
         output: Box::new(output),
         paths,
         elapsed: start.elapsed(),
     }
+}
+
+/// Writes `out/_manifest/<file name>.json` for a rendered file.
+fn write_manifest(
+    pipeline: &Pipeline,
+    file: &Path,
+    out: &Path,
+    output: &RenderOutput,
+    paths: &[PathBuf],
+    bytes: usize,
+) -> Result<(), String> {
+    let key = file.to_string_lossy();
+    let relative: Vec<String> = paths
+        .iter()
+        .map(|p| {
+            p.strip_prefix(out)
+                .unwrap_or(p)
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    let renditions: Vec<ManifestRendition<'_>> = output
+        .renditions
+        .iter()
+        .zip(&relative)
+        .map(|(r, key)| ManifestRendition {
+            name: &r.name,
+            key,
+            width: r.width,
+            height: r.height,
+            bytes: r.bytes.len(),
+            content_type: r.encoding.content_type(),
+        })
+        .collect();
+    let source = ManifestSource {
+        bucket: None,
+        key: &key,
+        etag: None,
+        version_id: None,
+        bytes: bytes as u64,
+    };
+    let doc = crate::manifest::document(&source, output, &renditions, pipeline.digest());
+    let name = file
+        .file_name()
+        .map_or_else(|| "image".into(), |s| s.to_string_lossy().into_owned());
+    let path = out.join("_manifest").join(format!("{name}.json"));
+    std::fs::create_dir_all(out.join("_manifest"))
+        .and_then(|()| std::fs::write(&path, serde_json::to_vec_pretty(&doc).unwrap_or_default()))
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
 /// Reads a file, refusing (without reading it all) one larger than the input limit.

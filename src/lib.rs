@@ -41,6 +41,7 @@ pub mod event;
 mod function;
 #[cfg(feature = "lambda")]
 mod handler;
+mod manifest;
 mod pipeline;
 mod reject;
 mod settings;

@@ -186,3 +186,60 @@ fn watermark_none_leaves_the_corner_clean() {
     assert!(!region_differs(0, 0));
     assert!(region_differs(w / 2, h / 2));
 }
+
+#[test]
+fn manifest_flag_writes_the_functions_manifest_next_to_the_outputs() {
+    let dir = tempdir("manifest");
+    let src = write_jpeg(&dir, "gradient.jpg");
+    let out = dir.join("out");
+    let status = run(bin()
+        .args([
+            "render",
+            "--renditions",
+            "large:600,thumb:90",
+            "--watermark",
+            "none",
+            "--manifest",
+            "--out",
+        ])
+        .arg(&out)
+        .arg(&src));
+    assert!(status.status.success(), "{status:?}");
+    let doc: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("_manifest/gradient.jpg.json")).unwrap())
+            .unwrap();
+    assert_eq!(doc["version"], 1);
+    assert!(doc["source"]["bucket"].is_null());
+    assert_eq!(
+        (
+            doc["source"]["width"].as_u64(),
+            doc["source"]["height"].as_u64()
+        ),
+        (Some(1200), Some(800))
+    );
+    let renditions = doc["renditions"].as_array().unwrap();
+    assert_eq!(renditions.len(), 2);
+    for r in renditions {
+        let path = out.join(r["key"].as_str().unwrap());
+        let bytes = std::fs::read(&path).unwrap();
+        assert_eq!(
+            r["bytes"].as_u64().unwrap() as usize,
+            bytes.len(),
+            "{path:?}"
+        );
+    }
+    assert_eq!(
+        (
+            renditions[0]["width"].as_u64(),
+            renditions[0]["height"].as_u64()
+        ),
+        (Some(600), Some(400))
+    );
+    assert_eq!(doc["config_digest"].as_str().unwrap().len(), 16);
+    assert!(
+        doc["placeholders"]["blurhash"]
+            .as_str()
+            .unwrap()
+            .starts_with('L')
+    );
+}

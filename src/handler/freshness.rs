@@ -5,13 +5,10 @@
 //! downloaded and nothing written. A new source version or a configuration change (renditions,
 //! format, quality, watermark bytes and placement, …) changes one of the two and re-renders.
 
-use sha2::{Digest, Sha256};
 use tracing::info;
 
 use super::Handler;
 use crate::event::ObjectRef;
-use crate::pipeline::watermark::DEFAULT_WATERMARK_PNG;
-use crate::settings::{PipelineConfig, WatermarkSource};
 use crate::store::{Head, ObjectStore, StoreError};
 
 /// Metadata names (`x-amz-meta-…`) on everything written.
@@ -28,22 +25,6 @@ pub(super) enum Freshness {
     RejectedBefore(String),
     /// Something is missing or out of date: render.
     Stale,
-}
-
-/// The digest of everything that decides the renditions' bytes: 16 hex digits of SHA-256 over
-/// [`PipelineConfig::output_fingerprint`] and the watermark image's bytes.
-pub(super) fn config_digest(config: &PipelineConfig) -> String {
-    let mut hasher = Sha256::new();
-    hasher.update(config.output_fingerprint().as_bytes());
-    match &config.watermark.source {
-        WatermarkSource::Image(bytes) => hasher.update(bytes.as_slice()),
-        WatermarkSource::Default => hasher.update(DEFAULT_WATERMARK_PNG),
-        WatermarkSource::None | WatermarkSource::Text(_) => {}
-    }
-    hasher.finalize()[..8]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 impl<S: ObjectStore> Handler<S> {
@@ -135,8 +116,8 @@ impl<S: ObjectStore> Handler<S> {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-    use crate::settings::WatermarkSpec;
+    use crate::pipeline::output_digest as config_digest;
+    use crate::settings::{PipelineConfig, WatermarkSource, WatermarkSpec};
     use std::sync::Arc;
 
     #[test]

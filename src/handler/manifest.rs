@@ -1,23 +1,16 @@
-//! The manifest: one JSON document per source image, written after its renditions
-//! (`MANIFEST_KEY_TEMPLATE`, default `_manifest/{key}.json`), so a front end learns which
-//! renditions exist with their keys and sizes (for `srcset` without probing), what to paint before
-//! they load (ThumbHash, BlurHash, colours), and what the source was. Schema:
-//! `docs/manifest.schema.json` (version 1; a breaking change bumps it).
+//! Writing the manifest of a rendered source to `MANIFEST_KEY_TEMPLATE` (default
+//! `_manifest/{key}.json`) in the destination bucket; the document itself is built by
+//! [`crate::manifest`].
 
-use std::time::SystemTime;
-
-use serde_json::{Value, json};
+use serde_json::Value;
 use tracing::Instrument;
 
 use super::Handler;
 use super::outcome::Written;
-use super::rejection::rfc3339;
 use crate::event::ObjectRef;
-use crate::pipeline::{Placeholder, RenderOutput, hex_colour};
+use crate::manifest::{ManifestRendition, ManifestSource};
+use crate::pipeline::RenderOutput;
 use crate::store::{ObjectStore, PutRequest, StoreError};
-
-/// The manifest format's version (`version` in the document).
-pub const MANIFEST_VERSION: u32 = 1;
 
 /// The manifest of one rendered source.
 pub(super) fn manifest(
@@ -28,56 +21,25 @@ pub(super) fn manifest(
     bytes_in: u64,
     digest: &str,
 ) -> Value {
-    let (display_width, display_height) = if out.orientation >= 5 {
-        (out.height, out.width)
-    } else {
-        (out.width, out.height)
+    let source = ManifestSource {
+        bucket: Some(&object.bucket),
+        key: &object.key,
+        etag,
+        version_id: object.version_id.as_deref(),
+        bytes: bytes_in,
     };
-    let renditions: Vec<Value> = written
+    let renditions: Vec<ManifestRendition<'_>> = written
         .iter()
-        .map(|w| {
-            json!({
-                "name": w.rendition,
-                "key": w.key,
-                "width": w.width,
-                "height": w.height,
-                "bytes": w.bytes,
-                "content_type": w.content_type,
-                "format": w.content_type.trim_start_matches("image/"),
-            })
+        .map(|w| ManifestRendition {
+            name: &w.rendition,
+            key: &w.key,
+            width: w.width,
+            height: w.height,
+            bytes: w.bytes,
+            content_type: w.content_type,
         })
         .collect();
-    json!({
-        "version": MANIFEST_VERSION,
-        "source": {
-            "bucket": object.bucket,
-            "key": object.key,
-            "etag": etag,
-            "version_id": object.version_id,
-            "format": out.format.as_str(),
-            "width": out.width,
-            "height": out.height,
-            "display_width": display_width,
-            "display_height": display_height,
-            "orientation": out.orientation,
-            "bytes": bytes_in,
-            "has_alpha": out.has_alpha,
-            "icc_converted": out.icc_converted,
-        },
-        "config_digest": digest,
-        "renditions": renditions,
-        "placeholders": out.placeholder.as_ref().map(placeholders),
-        "created": rfc3339(SystemTime::now()),
-    })
-}
-
-fn placeholders(p: &Placeholder) -> Value {
-    json!({
-        "thumbhash": p.thumbhash,
-        "blurhash": p.blurhash,
-        "average_colour": hex_colour(p.average),
-        "dominant_colour": hex_colour(p.dominant),
-    })
+    crate::manifest::document(&source, out, &renditions, digest)
 }
 
 impl<S: ObjectStore> Handler<S> {

@@ -24,12 +24,12 @@ use tracing::{Instrument, error, info, warn};
 
 use crate::cancel::Cancel;
 use crate::event::{self, Entry, EventError, ObjectRef, ParsedEvent};
+pub use crate::manifest::rfc3339;
 use crate::pipeline::Pipeline;
 use crate::settings::LambdaSettings;
 use crate::store::ObjectStore;
 use crate::telemetry::Metrics;
 pub use outcome::{InvocationError, ObjectReport, Outcome, Rendered, Report, Written};
-pub use rejection::rfc3339;
 
 /// Time kept back from the deadline so the answer (and batch failures) still gets out when
 /// in-flight records are cut off.
@@ -70,7 +70,7 @@ impl<S> Clone for Handler<S> {
 impl<S: ObjectStore> Handler<S> {
     pub fn new(store: Arc<S>, pipeline: Arc<Pipeline>, settings: Arc<LambdaSettings>) -> Self {
         let renders = Arc::new(Semaphore::new(settings.concurrency.renders.max(1)));
-        let digest = freshness::config_digest(pipeline.config()).into();
+        let digest = pipeline.digest().into();
         Handler {
             store,
             pipeline,

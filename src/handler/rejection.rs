@@ -2,7 +2,7 @@
 //! Each is logged, counted and, unless `REJECTION_REPORTS=false`, written as a JSON report next to
 //! the renditions, so the uploader can see why. Never retried.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use serde_json::json;
 use tracing::{Instrument, error};
@@ -11,6 +11,7 @@ use super::Handler;
 use super::freshness::META_REJECTION_KIND;
 use super::outcome::Outcome;
 use crate::event::ObjectRef;
+use crate::manifest::rfc3339;
 use crate::store::{ObjectStore, PutRequest, StoreError};
 use crate::telemetry::Metrics;
 
@@ -106,26 +107,4 @@ impl<S: ObjectStore> Handler<S> {
         self.store.put(put).instrument(span).await?;
         Ok(Some(key))
     }
-}
-
-/// `2026-01-02T03:04:05Z` (UTC, whole seconds).
-pub fn rfc3339(t: SystemTime) -> String {
-    let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
 }

@@ -7,10 +7,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use super::rejection::rfc3339;
 use super::*;
 use crate::event::Trigger;
 use crate::event::keys::{self, encode_key};
+use crate::manifest::rfc3339;
 use crate::store::{MemoryStore, StoreError};
 
 const SRC: &str = "uploads";

@@ -148,6 +148,8 @@ pub struct RenderOutput {
 /// A configured, reusable pipeline. `Send + Sync`.
 pub struct Pipeline {
     config: PipelineConfig,
+    /// See [`Pipeline::digest`].
+    digest: String,
     watermark: Option<watermark::Watermark>,
     transforms: colour::TransformCache,
     /// Unit tests make a render fail in this stage as a fault of ours would.
@@ -189,12 +191,19 @@ impl Pipeline {
         }
         let watermark = watermark::Watermark::new(&config.watermark)?;
         Ok(Pipeline {
+            digest: output_digest(&config),
             config,
             watermark,
             transforms: colour::TransformCache::default(),
             #[cfg(test)]
             fault: None,
         })
+    }
+
+    /// The digest of everything that decides the renditions' bytes (see [`output_digest`]):
+    /// written on every object, so a re-render with the same configuration can be skipped.
+    pub fn digest(&self) -> &str {
+        &self.digest
     }
 
     /// Makes every render fail in `stage` with an internal error (unit tests of the callers).
@@ -416,4 +425,24 @@ impl Pipeline {
         }
         Ok(made.into_iter().flatten().collect())
     }
+}
+
+/// 16 hex digits of SHA-256 over [`PipelineConfig::output_fingerprint`] and the watermark image's
+/// bytes: what decides the renditions' pixels and bytes, not the limits (they decide what is
+/// refused).
+pub fn output_digest(config: &PipelineConfig) -> String {
+    use sha2::{Digest, Sha256};
+    let mut hasher = Sha256::new();
+    hasher.update(config.output_fingerprint().as_bytes());
+    match &config.watermark.source {
+        crate::settings::WatermarkSource::Image(bytes) => hasher.update(bytes.as_slice()),
+        crate::settings::WatermarkSource::Default => {
+            hasher.update(watermark::DEFAULT_WATERMARK_PNG)
+        }
+        crate::settings::WatermarkSource::None | crate::settings::WatermarkSource::Text(_) => {}
+    }
+    hasher.finalize()[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
