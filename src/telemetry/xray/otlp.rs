@@ -80,6 +80,7 @@ impl OtlpExporter {
         self.dropped.load(Ordering::Relaxed)
     }
 
+    #[cfg(any(feature = "lambda", test))]
     fn take(&self) -> Vec<Value> {
         std::mem::take(&mut *self.spans.lock().unwrap_or_else(PoisonError::into_inner))
     }
