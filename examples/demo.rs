@@ -145,6 +145,8 @@ async fn run() -> Result<(), Box<dyn Error>> {
     print_table(&report, wall);
     print_rejections(&report, &server);
     let dest = server.bucket_dir(DEST_BUCKET);
+    let page = write_page(&report, &dest, &out)?;
+    println!("\npage built from the manifests: {}", page.display());
     println!("\nRenditions are files under {}/", dest.display());
     println!(
         "(source objects under {}/)",
@@ -347,4 +349,104 @@ fn print_rejections(report: &Report, server: &LocalS3) {
             }
         }
     }
+}
+
+/// Prints each image's placeholders from its manifest and writes `DEMO_OUT/index.html`, built only
+/// from the manifests the handler wrote: per upload, an `<img srcset sizes>` of its renditions with
+/// width and height from the manifest, its dominant colour painted until the image loads, and
+/// each rejection with its reason.
+fn write_page(report: &Report, dest: &Path, out: &Path) -> Result<PathBuf, Box<dyn Error>> {
+    let link = |key: &str| {
+        let mut url = String::from("s3/renditions/");
+        for b in key.bytes() {
+            if b.is_ascii_alphanumeric() || b"-_.~/".contains(&b) {
+                url.push(char::from(b));
+            } else {
+                url.push_str(&format!("%{b:02X}"));
+            }
+        }
+        url
+    };
+    let esc = |t: &str| {
+        t.replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+            .replace('"', "&quot;")
+    };
+    let mut figures = String::new();
+    let mut rejections = String::new();
+    println!();
+    for o in &report.objects {
+        match &o.outcome {
+            Outcome::Rendered(_) => {
+                let path = dest
+                    .join("_manifest")
+                    .join(format!("{}.json", o.object.key));
+                let text = std::fs::read_to_string(&path)
+                    .map_err(|e| format!("cannot read the manifest {}: {e}", path.display()))?;
+                let m: Value = serde_json::from_str(&text)?;
+                let p = &m["placeholders"];
+                let dominant = p["dominant_colour"].as_str().unwrap_or("#cccccc");
+                println!(
+                    "placeholder {:<34} dominant {dominant}  average {}  blurhash {}",
+                    o.object.key,
+                    p["average_colour"].as_str().unwrap_or(""),
+                    p["blurhash"].as_str().unwrap_or("")
+                );
+                let mut renditions: Vec<&Value> = m["renditions"]
+                    .as_array()
+                    .map(|r| r.iter().collect())
+                    .unwrap_or_default();
+                renditions.sort_by_key(|r| r["width"].as_u64().unwrap_or(0));
+                // A source smaller than two boxes gives two renditions of one width: one entry.
+                renditions.dedup_by_key(|r| r["width"].as_u64().unwrap_or(0));
+                let Some(largest) = renditions.last() else {
+                    continue;
+                };
+                let srcset: Vec<String> = renditions
+                    .iter()
+                    .map(|r| {
+                        format!(
+                            "{} {}w",
+                            link(r["key"].as_str().unwrap_or("")),
+                            r["width"].as_u64().unwrap_or(0)
+                        )
+                    })
+                    .collect();
+                figures.push_str(&format!(
+                    "<figure><img src=\"{}\" srcset=\"{}\" sizes=\"(max-width: 640px) 100vw, 640px\" \
+                     width=\"{}\" height=\"{}\" style=\"background:{dominant}\" alt=\"{}\">\
+                     <figcaption>{} · {} {}×{} · {} renditions</figcaption></figure>\n",
+                    link(largest["key"].as_str().unwrap_or("")),
+                    esc(&srcset.join(", ")),
+                    largest["width"],
+                    largest["height"],
+                    esc(&o.object.key),
+                    esc(&o.object.key),
+                    m["source"]["format"].as_str().unwrap_or(""),
+                    m["source"]["display_width"],
+                    m["source"]["display_height"],
+                    m["renditions"].as_array().map_or(0, Vec::len)
+                ));
+            }
+            Outcome::Rejected { kind, reason, .. } | Outcome::Unreadable { kind, reason, .. } => {
+                rejections.push_str(&format!(
+                    "<li><b>{}</b>: {} ({})</li>\n",
+                    esc(&o.object.key),
+                    esc(reason),
+                    esc(kind)
+                ));
+            }
+            _ => {}
+        }
+    }
+    let html = format!(
+        "<!doctype html>\n<meta charset=\"utf-8\"><title>renditions demo</title>\n\
+         <style>body{{font:14px system-ui;margin:2em}}figure{{display:inline-block;margin:1em;max-width:640px}}\
+         img{{max-width:100%;height:auto;display:block}}</style>\n\
+         <h1>Renditions, from the manifests</h1>\n{figures}<h2>Refused</h2><ul>\n{rejections}</ul>\n"
+    );
+    let page = out.join("index.html");
+    std::fs::write(&page, html).map_err(|e| format!("cannot write {}: {e}", page.display()))?;
+    Ok(page)
 }
