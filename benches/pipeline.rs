@@ -167,11 +167,23 @@ fn encode_and_watermark(c: &mut Criterion) {
     g.finish();
 }
 
+/// What the manifest's placeholders cost per image: ThumbHash, BlurHash and both colours from the
+/// smallest rendition (320×213 with the default renditions).
+fn placeholders(c: &mut Criterion) {
+    let thumb = synthetic(320, 213);
+    let mut g = c.benchmark_group("placeholders");
+    g.bench_function("thumbhash_blurhash_colours_320x213", |b| {
+        b.iter(|| black_box(stages::Placeholder::of(&thumb)))
+    });
+    g.finish();
+}
+
 criterion_group!(
     benches,
     end_to_end,
     decode,
     resize_stage,
-    encode_and_watermark
+    encode_and_watermark,
+    placeholders
 );
 criterion_main!(benches);

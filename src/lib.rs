@@ -67,6 +67,7 @@ pub use settings::{
 /// Single stages and codecs, for benches and tests that drive or measure one step at a time.
 pub mod stages {
     pub use crate::codec::{exif, libjpeg, libwebp};
+    pub use crate::pipeline::Placeholder;
     pub use crate::pipeline::geometry::Crop;
     pub use crate::pipeline::orient::apply as orient;
     pub use crate::pipeline::resize::resize;

@@ -9,8 +9,9 @@
 
 use crate::bitmap::{Bitmap, Channels};
 
-/// Longest side fed to ThumbHash (its limit is 100).
-const THUMBHASH_SIDE: u32 = 100;
+/// Longest side fed to ThumbHash (its limit is 100; its few low-frequency terms need far less:
+/// 64 costs 2.4× less than 100 for the same hash size).
+const THUMBHASH_SIDE: u32 = 64;
 /// Longest side fed to BlurHash (it blurs anyway; its cost grows with the pixels).
 const BLURHASH_SIDE: u32 = 32;
 
@@ -26,8 +27,8 @@ pub struct Placeholder {
 }
 
 impl Placeholder {
-    /// Computes the placeholders of `bitmap` (RGB or RGBA, any size; a copy of at most 100×100
-    /// is made first). `None` for an empty bitmap.
+    /// Computes the placeholders of `bitmap` (RGB or RGBA, any size; copies of at most 64×64
+    /// and 32×32 are made first). `None` for an empty bitmap.
     pub fn of(bitmap: &Bitmap) -> Option<Placeholder> {
         if bitmap.width == 0 || bitmap.height == 0 {
             return None;
@@ -373,7 +374,10 @@ mod tests {
         });
         let p = Placeholder::of(&bitmap).unwrap();
         assert_eq!(p.dominant, [128, 128, 128]);
-        assert_eq!(p.average, [165, 126, 93]);
+        // 0.7 × grey + 0.3 × orange = (165.4, 125.6, 92.6), to within the box filter's rounding.
+        for (got, want) in p.average.iter().zip([165u8, 126, 93]) {
+            assert!(got.abs_diff(want) <= 1, "{:?}", p.average);
+        }
         let rgba =
             Bitmap::from_raw(2, 1, Channels::Rgba, vec![255, 0, 0, 0, 0, 0, 255, 255]).unwrap();
         let p = Placeholder::of(&rgba).unwrap();
