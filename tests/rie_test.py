@@ -174,13 +174,14 @@ def _alive(pid: int) -> bool:
 # The environment: moto S3, the RIE running the bootstrap.
 
 
-class Env:
-    def __init__(self, tmp: Path, bootstrap: Path, rie: Path, extra_env: dict | None = None):
+class MotoS3:
+    """moto's S3 server on 127.0.0.1 with the SRC and DEST buckets (stopped by PID in `stop`)."""
+
+    def __init__(self, tmp: Path):
         import boto3
 
         tmp.mkdir(parents=True, exist_ok=True)
-        self.tmp = tmp
-        self.s3_port, self.rie_port, self.api_port = _free_port(), _free_port(), _free_port()
+        self.s3_port = _free_port()
         self.moto_log = tmp / "moto.log"
         self.moto = subprocess.Popen(
             [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.s3_port)],
@@ -188,19 +189,42 @@ class Env:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
         )
-        self.rie = None
         try:
             _wait_port(self.s3_port, self.moto, self.moto_log)
-            endpoint = f"http://127.0.0.1:{self.s3_port}"
+            self.endpoint = f"http://127.0.0.1:{self.s3_port}"
             self.s3 = boto3.client(
                 "s3",
-                endpoint_url=endpoint,
+                endpoint_url=self.endpoint,
                 region_name="us-east-1",
                 aws_access_key_id="test",
                 aws_secret_access_key="test",
             )
             for b in (SRC, DEST):
                 self.s3.create_bucket(Bucket=b)
+        except BaseException:
+            _stop(self.moto)
+            raise
+
+    def stop(self) -> None:
+        _stop(self.moto)
+
+    def put(self, key: str, data: bytes) -> str:
+        """Uploads; the real ETag (unquoted), as S3 puts it in the event."""
+        return self.s3.put_object(Bucket=SRC, Key=key, Body=data)["ETag"].strip('"')
+
+    def get(self, key: str) -> tuple[bytes, str]:
+        out = self.s3.get_object(Bucket=DEST, Key=key)
+        return out["Body"].read(), out.get("ContentType", "")
+
+
+class Env(MotoS3):
+    def __init__(self, tmp: Path, bootstrap: Path, rie: Path, extra_env: dict | None = None):
+        super().__init__(tmp)
+        self.tmp = tmp
+        self.rie_port, self.api_port = _free_port(), _free_port()
+        endpoint = self.endpoint
+        self.rie = None
+        try:
             env = {
                 "PATH": "/usr/bin:/bin",
                 "HOME": str(tmp),
@@ -274,10 +298,6 @@ class Env:
         except json.JSONDecodeError:
             raise AssertionError(f"not JSON: {body[:500]!r}\n{self.log()[-3000:]}")
 
-    def put(self, key: str, data: bytes) -> str:
-        """Uploads; the real ETag (unquoted), as S3 puts it in the event."""
-        return self.s3.put_object(Bucket=SRC, Key=key, Body=data)["ETag"].strip('"')
-
     def keys(self) -> list[str]:
         keys, token = [], None
         for _ in range(100):
@@ -289,9 +309,6 @@ class Env:
                 break
         return sorted(keys)
 
-    def get(self, key: str) -> tuple[bytes, str]:
-        out = self.s3.get_object(Bucket=DEST, Key=key)
-        return out["Body"].read(), out.get("ContentType", "")
 
 
 @pytest.fixture(scope="module")

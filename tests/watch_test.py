@@ -43,34 +43,16 @@ def _skip(reason: str):
     pytest.skip(reason)
 
 
-class Watch:
+class Watch(shared.MotoS3):
     """moto S3, and `cargo lambda watch` serving the function on 127.0.0.1."""
 
     def __init__(self, tmp: Path, cargo_lambda: Path):
-        import boto3
-
+        super().__init__(tmp)
         self.tmp, self.cargo_lambda = tmp, cargo_lambda
-        self.s3_port, self.port = shared._free_port(), shared._free_port()
-        self.moto_log = tmp / "moto.log"
-        self.moto = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.s3_port)],
-            stdout=self.moto_log.open("wb"),
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )
+        self.port = shared._free_port()
         self.watch = None
+        endpoint = self.endpoint
         try:
-            shared._wait_port(self.s3_port, self.moto, self.moto_log)
-            endpoint = f"http://127.0.0.1:{self.s3_port}"
-            self.s3 = boto3.client(
-                "s3",
-                endpoint_url=endpoint,
-                region_name="us-east-1",
-                aws_access_key_id="test",
-                aws_secret_access_key="test",
-            )
-            for b in (shared.SRC, shared.DEST):
-                self.s3.create_bucket(Bucket=b)
             env_file = tmp / "function.env"
             env_file.write_text(
                 "\n".join(
@@ -127,7 +109,7 @@ class Watch:
                 except ProcessLookupError:
                     pass
                 self.watch.wait(timeout=10)
-        shared._stop(self.moto)
+        self.stop()
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -151,12 +133,6 @@ class Watch:
         assert out.returncode == 0, f"invoke failed: {out.stderr[-2000:]}\n{self.log()[-3000:]}"
         return json.loads(out.stdout)
 
-    def put(self, key: str, data: bytes) -> str:
-        return self.s3.put_object(Bucket=shared.SRC, Key=key, Body=data)["ETag"].strip('"')
-
-    def get(self, key: str) -> tuple[bytes, str]:
-        out = self.s3.get_object(Bucket=shared.DEST, Key=key)
-        return out["Body"].read(), out.get("ContentType", "")
 
 
 @pytest.fixture(scope="module")
