@@ -572,7 +572,13 @@ fn tally(bucket: &str, chunk: &[String], answer: Result<Value, String>, counts: 
         }
     };
     for (i, key) in chunk.iter().enumerate() {
-        let r = results.get(i).cloned().unwrap_or(Value::Null);
+        // `payload` names task i of a chunk `b<serial>-<i>`: results are matched by that id.
+        let suffix = format!("-{i}");
+        let r = results
+            .iter()
+            .find(|r| r["taskId"].as_str().is_some_and(|id| id.ends_with(&suffix)))
+            .cloned()
+            .unwrap_or(Value::Null);
         let code = r["resultCode"].as_str().unwrap_or("missing");
         let text = r["resultString"]
             .as_str()
@@ -709,11 +715,12 @@ mod tests {
             .map(|s| (*s).to_owned())
             .collect();
         let answer = json!({"results": [
-            {"resultCode": "Succeeded", "resultString": "rendered: large/a"},
-            {"resultCode": "Succeeded", "resultString": "unchanged: renditions up to date"},
-            {"resultCode": "Succeeded", "resultString": "skipped: a folder marker"},
-            {"resultCode": "PermanentFailure", "resultString": "undecodable: junk"},
-            {"resultCode": "TemporaryFailure", "resultString": "SlowDown"},
+            // Out of order: results are matched by task id.
+            {"taskId": "b1-4", "resultCode": "TemporaryFailure", "resultString": "SlowDown"},
+            {"taskId": "b1-0", "resultCode": "Succeeded", "resultString": "rendered: large/a"},
+            {"taskId": "b1-1", "resultCode": "Succeeded", "resultString": "unchanged: renditions up to date"},
+            {"taskId": "b1-2", "resultCode": "Succeeded", "resultString": "skipped: a folder marker"},
+            {"taskId": "b1-3", "resultCode": "PermanentFailure", "resultString": "undecodable: junk"},
         ]});
         tally("b", &chunk, Ok(answer), &counts);
         let c = lock(&counts).clone();

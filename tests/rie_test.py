@@ -208,6 +208,23 @@ class MotoS3:
     def stop(self) -> None:
         _stop(self.moto)
 
+    def function_env(self) -> dict[str, str]:
+        """The function's variables for this S3: endpoint, fake credentials, buckets, JSON logs."""
+        return {
+            "AWS_REGION": "us-east-1",
+            "AWS_ENDPOINT_URL": self.endpoint,
+            "S3_FORCE_PATH_STYLE": "true",
+            "AWS_ACCESS_KEY_ID": "test",
+            "AWS_SECRET_ACCESS_KEY": "test",
+            "AWS_EC2_METADATA_DISABLED": "true",
+            "AWS_CONFIG_FILE": "/dev/null",
+            "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
+            "DEST_BUCKET": DEST,
+            "SOURCE_BUCKETS": SRC,
+            "AWS_LAMBDA_LOG_FORMAT": "JSON",
+            "RUST_LOG": "info",
+        }
+
     def put(self, key: str, data: bytes) -> str:
         """Uploads; the real ETag (unquoted), as S3 puts it in the event."""
         return self.s3.put_object(Bucket=SRC, Key=key, Body=data)["ETag"].strip('"')
@@ -222,7 +239,6 @@ class Env(MotoS3):
         super().__init__(tmp)
         self.tmp = tmp
         self.rie_port, self.api_port = _free_port(), _free_port()
-        endpoint = self.endpoint
         self.rie = None
         try:
             env = {
@@ -232,18 +248,7 @@ class Env(MotoS3):
                 # variables itself (function name, memory size from this one, runtime API).
                 "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": MEMORY_MB,
                 "AWS_LAMBDA_FUNCTION_TIMEOUT": "60",
-                "AWS_LAMBDA_LOG_FORMAT": "JSON",
-                "AWS_REGION": "us-east-1",
-                "AWS_ENDPOINT_URL": endpoint,
-                "S3_FORCE_PATH_STYLE": "true",
-                "AWS_ACCESS_KEY_ID": "test",
-                "AWS_SECRET_ACCESS_KEY": "test",
-                "AWS_EC2_METADATA_DISABLED": "true",
-                "AWS_CONFIG_FILE": "/dev/null",
-                "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
-                "DEST_BUCKET": DEST,
-                "SOURCE_BUCKETS": SRC,
-                "RUST_LOG": "info",
+                **self.function_env(),
                 **(extra_env or {}),
             }
             self.rie_log = tmp / "rie.log"

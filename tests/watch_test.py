@@ -51,29 +51,9 @@ class Watch(shared.MotoS3):
         self.tmp, self.cargo_lambda = tmp, cargo_lambda
         self.port = shared._free_port()
         self.watch = None
-        endpoint = self.endpoint
         try:
             env_file = tmp / "function.env"
-            env_file.write_text(
-                "\n".join(
-                    f"{k}={v}"
-                    for k, v in {
-                        "AWS_REGION": "us-east-1",
-                        "AWS_ENDPOINT_URL": endpoint,
-                        "S3_FORCE_PATH_STYLE": "true",
-                        "AWS_ACCESS_KEY_ID": "test",
-                        "AWS_SECRET_ACCESS_KEY": "test",
-                        "AWS_EC2_METADATA_DISABLED": "true",
-                        "AWS_CONFIG_FILE": "/dev/null",
-                        "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
-                        "DEST_BUCKET": shared.DEST,
-                        "SOURCE_BUCKETS": shared.SRC,
-                        "AWS_LAMBDA_LOG_FORMAT": "JSON",
-                        "RUST_LOG": "info",
-                    }.items()
-                )
-                + "\n"
-            )
+            env_file.write_text("".join(f"{k}={v}\n" for k, v in self.function_env().items()))
             self.log_path = tmp / "watch.log"
             path = f"{cargo_lambda.parent}:{os.environ.get('PATH', '/usr/bin:/bin')}"
             self.watch = subprocess.Popen(
